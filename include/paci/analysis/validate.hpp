@@ -1,0 +1,509 @@
+#pragma once
+/// \file
+/// Schedule validation: structure, pairing of communication, and deadlock detection under buffered
+/// and rendezvous send semantics.
+
+#include <paci/analysis/diagnostic.hpp>
+#include <paci/core/error.hpp>
+#include <paci/core/schedule.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace paci {
+
+/// How a SEND completes.
+enum class send_semantics : std::uint8_t {
+    buffered,   ///< eager: a SEND completes at once (non-blocking transports, NCCL/MPI isend)
+    rendezvous, ///< a SEND completes only when the peer reaches the matching RECV (blocking MPI_Ssend)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(send_semantics s) noexcept {
+    return s == send_semantics::buffered ? "buffered" : "rendezvous";
+}
+inline std::ostream& operator<<(std::ostream& os, send_semantics s) { return os << to_string(s); }
+
+/// One rank blocked at one action, waiting for another rank.
+struct wait_edge {
+    int rank = -1;
+    std::int64_t position = -1;
+    action act{};
+    int waits_for = -1;
+    friend bool operator==(const wait_edge&, const wait_edge&) = default;
+};
+
+/// Result of running a schedule's programs against each other until they finish or block.
+struct deadlock_report {
+    send_semantics semantics = send_semantics::buffered;
+    bool deadlock_free = true;
+    /// The wait cycle (each edge waits for the next, the last for the first), or, when
+    /// `waits_on_finished`, a chain of waits ending at a rank that has finished.
+    std::vector<wait_edge> cycle;
+    bool waits_on_finished = false;
+    std::string message; ///< empty when deadlock-free
+};
+
+inline std::ostream& operator<<(std::ostream& os, const deadlock_report& d) {
+    return os << (d.deadlock_free ? std::string("deadlock-free under ") + std::string(to_string(d.semantics)) + " sends"
+                                   : d.message);
+}
+
+/// Everything `validate()` found.
+struct validation_report {
+    std::vector<diagnostic> errors; ///< structural errors, the first `max_kept` of them, in rank order
+    std::size_t error_count = 0;    ///< all structural errors, including those not kept
+    deadlock_report buffered{send_semantics::buffered, true, {}, false, {}};
+    deadlock_report rendezvous{send_semantics::rendezvous, true, {}, false, {}};
+
+    static constexpr std::size_t max_kept = 100;
+
+    /// No structural error.
+    [[nodiscard]] bool structure_ok() const noexcept { return error_count == 0; }
+    /// Runs to completion under `s` sends.
+    [[nodiscard]] bool deadlock_free(send_semantics s) const noexcept {
+        return structure_ok() && (s == send_semantics::buffered ? buffered : rendezvous).deadlock_free;
+    }
+    /// Structurally sound and runs to completion on a non-blocking transport.
+    [[nodiscard]] bool valid() const noexcept { return deadlock_free(send_semantics::buffered); }
+    explicit operator bool() const noexcept { return valid(); }
+    /// First problem, or empty.
+    [[nodiscard]] std::string first_error() const;
+};
+
+namespace detail {
+
+inline constexpr std::int32_t none = -1;
+
+/// Positions of every action of a schedule, indexed by kind and (stage, micro-batch).
+struct position_index {
+    int stages = 0;
+    int microbatches = 0;
+    std::vector<std::int32_t> pos[op_count]; // STEP slot unused
+
+    position_index(int p, int t) : stages(p), microbatches(t) {
+        const auto n = static_cast<std::size_t>(p) * static_cast<std::size_t>(t);
+        for (int k = 0; k < op_count; ++k)
+            if (static_cast<op>(k) != op::STEP) pos[k].assign(n, none);
+    }
+    [[nodiscard]] std::size_t idx(int s, int m) const noexcept {
+        return static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches) + static_cast<std::size_t>(m);
+    }
+    [[nodiscard]] std::int32_t at(op k, int s, int m) const noexcept { return pos[static_cast<int>(k)][idx(s, m)]; }
+    /// Position of the backward that needs the next stage's gradient: B, or I when split.
+    [[nodiscard]] std::int32_t backward(int s, int m) const noexcept {
+        const auto b = at(op::B, s, m);
+        return b != none ? b : at(op::I, s, m);
+    }
+};
+
+class error_sink {
+public:
+    explicit error_sink(validation_report& r) : report_(r) {}
+    void add(rule broken, int rank, std::int64_t position, action act, std::string message) {
+        ++report_.error_count;
+        if (report_.errors.size() < validation_report::max_kept)
+            report_.errors.push_back({broken, rank, position, act, std::move(message)});
+    }
+
+private:
+    validation_report& report_;
+};
+
+/// The peer of a communication action: SEND_F/RECV_B talk to the next stage, SEND_B/RECV_F to the previous.
+[[nodiscard]] constexpr int comm_peer_stage(const action& a) noexcept {
+    return (a.kind == op::SEND_F || a.kind == op::RECV_B) ? a.stage + 1 : a.stage - 1;
+}
+
+/// The action at the other end of a SEND or RECV.
+[[nodiscard]] constexpr action comm_partner(const action& a) noexcept {
+    switch (a.kind) {
+    case op::SEND_F: return {op::RECV_F, a.stage + 1, a.microbatch};
+    case op::RECV_F: return {op::SEND_F, a.stage - 1, a.microbatch};
+    case op::SEND_B: return {op::RECV_B, a.stage - 1, a.microbatch};
+    case op::RECV_B: return {op::SEND_B, a.stage + 1, a.microbatch};
+    default: return a;
+    }
+}
+
+inline std::string describe(int s, int m) { return concat("stage ", s, " micro-batch ", m); }
+
+inline void check_structure(const schedule& sch, position_index& ix, error_sink& err) {
+    const pipeline_shape& shape = sch.shape;
+    const int P = shape.stages;
+    const int T = sch.microbatches;
+    std::vector<int> steps_seen(static_cast<std::size_t>(P), 0);
+    std::vector<int> step_rank_pos(static_cast<std::size_t>(P), none);
+
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const int rank = static_cast<int>(r);
+        const auto& prog = sch.ranks[r];
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action a = prog[p];
+            const auto pos = static_cast<std::int64_t>(p);
+            if (a.stage < 0 || a.stage >= P) {
+                err.add(rule::placement, rank, pos, a, concat("stage ", a.stage, " is out of range [0, ", P, ")"));
+                continue;
+            }
+            if (shape.rank_of(a.stage) != rank) {
+                err.add(rule::placement, rank, pos, a,
+                        concat("stage ", a.stage, " runs on rank ", shape.rank_of(a.stage), ", not rank ", rank));
+                continue;
+            }
+            if (a.kind == op::STEP) {
+                auto& seen = steps_seen[static_cast<std::size_t>(a.stage)];
+                if (a.microbatch != seen)
+                    err.add(rule::step_order, rank, pos, a,
+                            concat("update ordinal ", a.microbatch, " of stage ", a.stage, ", expected ", seen));
+                ++seen;
+                step_rank_pos[static_cast<std::size_t>(a.stage)] = static_cast<int>(p);
+                continue;
+            }
+            if (a.microbatch < 0 || a.microbatch >= T) {
+                err.add(rule::index_range, rank, pos, a,
+                        concat("micro-batch ", a.microbatch, " is out of range [0, ", T, ")"));
+                continue;
+            }
+            auto& slot = ix.pos[static_cast<int>(a.kind)][ix.idx(a.stage, a.microbatch)];
+            if (slot != none) {
+                err.add(rule::duplicate, rank, pos, a, concat("second ", a, ", the first is at position ", slot));
+                continue;
+            }
+            slot = static_cast<std::int32_t>(p);
+        }
+    }
+
+    const bool lowered = sch.lowered();
+    for (int s = 0; s < P; ++s) {
+        const int rank = shape.rank_of(s);
+        const auto& prog = sch.ranks[static_cast<std::size_t>(rank)];
+        const auto at = [&](std::int32_t p) { return prog[static_cast<std::size_t>(p)]; };
+        const bool cross_down = s + 1 < P && shape.rank_of(s + 1) != rank;
+        const bool cross_up = s > 0 && shape.rank_of(s - 1) != rank;
+        for (int m = 0; m < T; ++m) {
+            const auto f = ix.at(op::F, s, m);
+            const auto b = ix.at(op::B, s, m);
+            const auto i = ix.at(op::I, s, m);
+            const auto w = ix.at(op::W, s, m);
+            const auto r = ix.at(op::R, s, m);
+            const auto bwd = b != none ? b : i;
+            if (f == none) {
+                const auto blame = bwd != none ? bwd : (r != none ? r : w);
+                err.add(rule::missing, rank, blame, blame != none ? at(blame) : action{op::F, s, m},
+                        concat(describe(s, m), " has no forward"));
+            }
+            if (b != none && (i != none || w != none)) {
+                err.add(rule::mixed_backward, rank, b, at(b),
+                        concat(describe(s, m), " has both a full backward B and a split backward I/W"));
+            } else if (b == none && i == none && w == none) {
+                if (f != none)
+                    err.add(rule::missing, rank, f, at(f), concat(describe(s, m), " has no backward (B, or I then W)"));
+            } else if (b == none && (i == none || w == none)) {
+                const auto have = i != none ? i : w;
+                err.add(rule::missing, rank, have, at(have),
+                        concat(describe(s, m), i == none ? " has W but no I" : " has I but no W"));
+            }
+            if (f != none && s > 0 && shape.rank_of(s - 1) == rank) {
+                const auto prev = ix.at(op::F, s - 1, m);
+                if (prev != none && prev > f)
+                    err.add(rule::forward_order, rank, f, at(f),
+                            concat("forward of ", describe(s, m), " runs before the forward of stage ", s - 1,
+                                   " at position ", prev));
+            }
+            if (bwd != none && s + 1 < P && shape.rank_of(s + 1) == rank) {
+                const auto next = ix.backward(s + 1, m);
+                if (next != none && next > bwd)
+                    err.add(rule::backward_order, rank, bwd, at(bwd),
+                            concat("backward of ", describe(s, m), " runs before the backward of stage ", s + 1,
+                                   " at position ", next));
+            }
+            if (f != none) {
+                if (bwd != none && bwd < f)
+                    err.add(rule::before_forward, rank, bwd, at(bwd),
+                            concat("backward of ", describe(s, m), " runs before its forward at position ", f));
+                if (r != none && r < f)
+                    err.add(rule::before_forward, rank, r, at(r),
+                            concat("recompute of ", describe(s, m), " runs before its forward at position ", f));
+            }
+            if (i != none && w != none && w < i)
+                err.add(rule::weight_before_input, rank, w, at(w),
+                        concat("weight gradient of ", describe(s, m), " runs before its input gradient at position ", i));
+            if (r != none && bwd != none && r > bwd)
+                err.add(rule::recompute_order, rank, r, at(r),
+                        concat("recompute of ", describe(s, m), " runs after the backward it serves at position ", bwd));
+
+            // Communication: each cross-rank edge has one SEND and one RECV, around the right computes.
+            const auto sf = ix.at(op::SEND_F, s, m);
+            const auto rf = ix.at(op::RECV_F, s, m);
+            const auto sb = ix.at(op::SEND_B, s, m);
+            const auto rb = ix.at(op::RECV_B, s, m);
+            if (sf != none && !cross_down)
+                err.add(rule::comm_edge, rank, sf, at(sf),
+                        s + 1 >= P ? std::string("the last stage has no next stage to send to")
+                                   : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no send needed"));
+            if (rf != none && !cross_up)
+                err.add(rule::comm_edge, rank, rf, at(rf),
+                        s == 0 ? std::string("the first stage has no previous stage to receive from")
+                               : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no receive needed"));
+            if (sb != none && !cross_up)
+                err.add(rule::comm_edge, rank, sb, at(sb),
+                        s == 0 ? std::string("the first stage has no previous stage to send to")
+                               : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no send needed"));
+            if (rb != none && !cross_down)
+                err.add(rule::comm_edge, rank, rb, at(rb),
+                        s + 1 >= P ? std::string("the last stage has no next stage to receive from")
+                                   : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no receive needed"));
+            if (sf != none && f != none && sf < f)
+                err.add(rule::comm_order, rank, sf, at(sf), concat("sent before its forward at position ", f));
+            if (sf != none && f == none)
+                err.add(rule::comm_order, rank, sf, at(sf), concat("sends the output of a forward that never runs"));
+            if (rf != none && f != none && rf > f)
+                err.add(rule::comm_order, rank, rf, at(rf), concat("received after its forward at position ", f));
+            if (sb != none && bwd != none && sb < bwd)
+                err.add(rule::comm_order, rank, sb, at(sb), concat("sent before its backward at position ", bwd));
+            if (sb != none && bwd == none)
+                err.add(rule::comm_order, rank, sb, at(sb), concat("sends the gradient of a backward that never runs"));
+            if (rb != none && bwd != none && rb > bwd)
+                err.add(rule::comm_order, rank, rb, at(rb), concat("received after its backward at position ", bwd));
+            if (cross_down) {
+                const int peer = shape.rank_of(s + 1);
+                const auto recv = ix.at(op::RECV_F, s + 1, m);
+                if (sf != none && recv == none)
+                    err.add(rule::unmatched_send, rank, sf, at(sf),
+                            concat("no ", action{op::RECV_F, s + 1, m}, " on rank ", peer));
+                if (sf == none && recv != none)
+                    err.add(rule::unmatched_recv, peer, recv, action{op::RECV_F, s + 1, m},
+                            concat("no ", action{op::SEND_F, s, m}, " on rank ", rank));
+                if (lowered && sf == none && recv == none && f != none)
+                    err.add(rule::missing, rank, f, at(f),
+                            concat("the output of ", describe(s, m), " crosses to rank ", peer,
+                                   " but has no SEND_F/RECV_F pair"));
+                const auto recvb = ix.at(op::RECV_B, s, m);
+                const auto sendb = ix.at(op::SEND_B, s + 1, m);
+                if (sendb != none && recvb == none)
+                    err.add(rule::unmatched_send, peer, sendb, action{op::SEND_B, s + 1, m},
+                            concat("no ", action{op::RECV_B, s, m}, " on rank ", rank));
+                if (sendb == none && recvb != none)
+                    err.add(rule::unmatched_recv, rank, recvb, at(recvb),
+                            concat("no ", action{op::SEND_B, s + 1, m}, " on rank ", peer));
+                if (lowered && sendb == none && recvb == none && bwd != none)
+                    err.add(rule::missing, rank, bwd, at(bwd),
+                            concat("the gradient of stage ", s + 1, " micro-batch ", m, " crosses from rank ", peer,
+                                   " but has no SEND_B/RECV_B pair"));
+            }
+        }
+        const int steps = steps_seen[static_cast<std::size_t>(s)];
+        const int expected = sch.steps > 0 ? sch.steps : steps_seen[0];
+        if (steps != expected)
+            err.add(rule::step_order, rank, step_rank_pos[static_cast<std::size_t>(s)],
+                    step_rank_pos[static_cast<std::size_t>(s)] != none
+                        ? prog[static_cast<std::size_t>(step_rank_pos[static_cast<std::size_t>(s)])]
+                        : action{op::STEP, s, 0},
+                    concat("stage ", s, " has ", steps, " STEP actions, expected ", expected));
+    }
+}
+
+/// Per channel (sender rank, receiver rank), the k-th SEND must pair with the k-th RECV.
+inline void check_channels(const schedule& sch, error_sink& err) {
+    struct channel {
+        std::vector<std::pair<action, std::int32_t>> sends, recvs;
+    };
+    std::unordered_map<std::int64_t, channel> channels;
+    const auto key = [&](int src, int dst) { return static_cast<std::int64_t>(src) * (1LL << 32) + dst; };
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const auto& prog = sch.ranks[r];
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action a = prog[p];
+            if (!is_comm(a.kind)) continue;
+            const int peer = sch.shape.rank_of(comm_peer_stage(a));
+            const bool is_send = a.kind == op::SEND_F || a.kind == op::SEND_B;
+            auto& ch = channels[is_send ? key(static_cast<int>(r), peer) : key(peer, static_cast<int>(r))];
+            (is_send ? ch.sends : ch.recvs).emplace_back(a, static_cast<std::int32_t>(p));
+        }
+    }
+    for (const auto& [k, ch] : channels) {
+        const int src = static_cast<int>(k >> 32);
+        const int dst = static_cast<int>(k & 0xffffffff);
+        const std::size_t n = std::min(ch.sends.size(), ch.recvs.size());
+        for (std::size_t j = 0; j < n; ++j) {
+            const auto [send, sp] = ch.sends[j];
+            const auto [recv, rp] = ch.recvs[j];
+            if (comm_partner(send) != recv) {
+                err.add(rule::comm_mismatch, src, sp, send,
+                        concat("send number ", j, " from rank ", src, " to rank ", dst, " meets ", recv,
+                               " at position ", rp, " of rank ", dst, ", expected ", comm_partner(send)));
+                break;
+            }
+        }
+    }
+}
+
+} // namespace detail
+
+/// Runs every rank's program against the others under `semantics` and reports whether all finish;
+/// if not, the wait cycle (or the chain of waits ending at a finished rank). Expects a structurally
+/// valid schedule (see `validate`); compute-only schedules are run with their cross-rank
+/// dependencies satisfied on completion, as if every transfer were instantaneous.
+[[nodiscard]] inline deadlock_report find_deadlock(const schedule& sch, send_semantics semantics) {
+    deadlock_report out;
+    out.semantics = semantics;
+    const pipeline_shape& shape = sch.shape;
+    const int P = shape.stages;
+    const int T = sch.microbatches;
+    const std::size_t R = sch.ranks.size();
+    const bool lowered = sch.lowered();
+    const auto idx = [&](int s, int m) {
+        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
+    };
+    std::vector<std::uint8_t> fwd_done(static_cast<std::size_t>(P) * static_cast<std::size_t>(T), 0);
+    std::vector<std::uint8_t> bwd_done(fwd_done.size(), 0);
+    std::vector<std::uint8_t> sent_f(fwd_done.size(), 0), sent_b(fwd_done.size(), 0);
+    std::vector<std::size_t> pc(R, 0);
+    const auto in_range = [&](int s, int m) { return s >= 0 && s < P && m >= 0 && m < T; };
+    const auto current = [&](std::size_t r) -> const action* {
+        return pc[r] < sch.ranks[r].size() ? &sch.ranks[r][pc[r]] : nullptr;
+    };
+    // The rank `r` waits for if it cannot run its current action now, or -1 if it can.
+    const auto blocker = [&](std::size_t r) -> int {
+        const action a = *current(r);
+        const int rank = static_cast<int>(r);
+        switch (a.kind) {
+        case op::F:
+            if (a.stage == 0 || (lowered && shape.rank_of(a.stage - 1) != rank)) return -1;
+            return in_range(a.stage - 1, a.microbatch) && fwd_done[idx(a.stage - 1, a.microbatch)]
+                       ? -1 : shape.rank_of(a.stage - 1);
+        case op::B:
+        case op::I:
+            if (a.stage == P - 1 || (lowered && shape.rank_of(a.stage + 1) != rank)) return -1;
+            return in_range(a.stage + 1, a.microbatch) && bwd_done[idx(a.stage + 1, a.microbatch)]
+                       ? -1 : shape.rank_of(a.stage + 1);
+        case op::SEND_F:
+        case op::SEND_B:
+        case op::RECV_F:
+        case op::RECV_B: {
+            const int peer = shape.rank_of(detail::comm_peer_stage(a));
+            const action partner = detail::comm_partner(a);
+            if (semantics == send_semantics::rendezvous) {
+                const action* there = current(static_cast<std::size_t>(peer));
+                return there != nullptr && *there == partner ? -1 : peer;
+            }
+            if (a.kind == op::SEND_F || a.kind == op::SEND_B) return -1;
+            if (!in_range(partner.stage, partner.microbatch)) return peer;
+            const auto& sent = a.kind == op::RECV_F ? sent_f : sent_b;
+            return sent[idx(partner.stage, partner.microbatch)] ? -1 : peer;
+        }
+        default: return -1;
+        }
+    };
+    const auto complete = [&](std::size_t r) {
+        const action a = *current(r);
+        if (in_range(a.stage, a.microbatch)) {
+            if (a.kind == op::F) fwd_done[idx(a.stage, a.microbatch)] = 1;
+            if (a.kind == op::B || a.kind == op::I) bwd_done[idx(a.stage, a.microbatch)] = 1;
+            if (a.kind == op::SEND_F) sent_f[idx(a.stage, a.microbatch)] = 1;
+            if (a.kind == op::SEND_B) sent_b[idx(a.stage, a.microbatch)] = 1;
+        }
+        ++pc[r];
+    };
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        for (std::size_t r = 0; r < R; ++r) {
+            while (current(r) != nullptr && blocker(r) < 0) {
+                const action a = *current(r);
+                const bool pair = semantics == send_semantics::rendezvous && is_comm(a.kind);
+                complete(r);
+                if (pair) complete(static_cast<std::size_t>(shape.rank_of(detail::comm_peer_stage(a))));
+                progress = true;
+            }
+        }
+    }
+    std::size_t start = R;
+    for (std::size_t r = 0; r < R && start == R; ++r)
+        if (current(r) != nullptr) start = r;
+    if (start == R) return out;
+
+    out.deadlock_free = false;
+    std::vector<int> seen_at(R, -1);
+    std::vector<wait_edge> chain;
+    std::size_t r = start;
+    while (true) {
+        if (current(r) == nullptr) {
+            out.waits_on_finished = true;
+            break;
+        }
+        if (seen_at[r] >= 0) {
+            chain.erase(chain.begin(), chain.begin() + seen_at[r]);
+            break;
+        }
+        seen_at[r] = static_cast<int>(chain.size());
+        const int next = blocker(r);
+        chain.push_back({static_cast<int>(r), static_cast<std::int64_t>(pc[r]), *current(r), next});
+        r = static_cast<std::size_t>(next);
+    }
+    out.cycle = std::move(chain);
+    std::string msg = detail::concat("deadlock under ", to_string(semantics), " sends: ");
+    for (std::size_t k = 0; k < out.cycle.size(); ++k) {
+        const auto& e = out.cycle[k];
+        msg += detail::concat(k ? " -> " : "", "rank ", e.rank, " waits at position ", e.position, " (", e.act,
+                              ") for rank ", e.waits_for);
+    }
+    if (out.waits_on_finished) msg += detail::concat(", which has finished");
+    else msg += ", which closes the cycle";
+    out.message = std::move(msg);
+    return out;
+}
+
+/// Checks a schedule (compute-only or lowered): placement, ranges, exactly one forward and one
+/// backward (B, or I then W) per stage and micro-batch, same-rank ordering, STEP ordinals, SEND/RECV
+/// pairing and order per channel, and, when the structure is sound, deadlock freedom under buffered
+/// and rendezvous sends. Never throws on bad schedules; problems are data.
+[[nodiscard]] inline validation_report validate(const schedule& sch) {
+    validation_report report;
+    detail::error_sink err(report);
+    const pipeline_shape& shape = sch.shape;
+    if (shape.stages < 1 || shape.ranks < 1 || shape.stages % shape.ranks != 0 ||
+        static_cast<int>(sch.ranks.size()) != shape.ranks || sch.microbatches < 0) {
+        err.add(rule::placement, -1, -1, {},
+                detail::concat("schedule shape ", shape, " with ", sch.ranks.size(), " rank programs and ",
+                               sch.microbatches, " micro-batches is inconsistent"));
+        report.buffered.deadlock_free = report.rendezvous.deadlock_free = false;
+        return report;
+    }
+    detail::position_index ix(shape.stages, sch.microbatches);
+    detail::check_structure(sch, ix, err);
+    if (report.error_count == 0 && sch.lowered()) detail::check_channels(sch, err);
+    if (report.error_count != 0) {
+        report.buffered.deadlock_free = report.rendezvous.deadlock_free = false;
+        report.buffered.message = report.rendezvous.message = "not run: the schedule has structural errors";
+        return report;
+    }
+    report.buffered = find_deadlock(sch, send_semantics::buffered);
+    report.rendezvous = find_deadlock(sch, send_semantics::rendezvous);
+    return report;
+}
+
+inline std::string validation_report::first_error() const {
+    if (!errors.empty()) return detail::concat(errors.front());
+    if (!buffered.deadlock_free) return buffered.message;
+    if (!rendezvous.deadlock_free) return rendezvous.message;
+    return {};
+}
+
+inline std::ostream& operator<<(std::ostream& os, const validation_report& r) {
+    if (r.structure_ok()) {
+        os << "structure ok; " << r.buffered << "; " << r.rendezvous;
+        return os;
+    }
+    os << r.error_count << " error" << (r.error_count == 1 ? "" : "s") << ":";
+    for (const auto& e : r.errors) os << "\n  " << e;
+    if (r.error_count > r.errors.size()) os << "\n  ... " << (r.error_count - r.errors.size()) << " more";
+    return os;
+}
+
+} // namespace paci

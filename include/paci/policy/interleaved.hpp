@@ -1,0 +1,85 @@
+#pragma once
+/// \file
+/// Interleaved 1F1B (Narayanan et al., 2021; Megatron-LM): several model chunks per rank.
+
+#include <paci/policy/schedule_policy.hpp>
+#include <paci/version/flush.hpp>
+
+#include <algorithm>
+#include <ostream>
+
+namespace paci {
+
+/// Interleaved 1F1B: `ranks` ranks each run `chunks` stages placed by the loop map (stage
+/// `c * ranks + r` on rank `r`), so the pipeline has `ranks * chunks` stages. Rank `r` runs
+/// `2 (ranks - r - 1) + (chunks - 1) ranks` warm-up forwards, then alternates one forward and one
+/// backward, then drains; a flush and an update per stage after every `microbatches` micro-batches.
+/// Requires `microbatches` to be a multiple of `ranks` (micro-batches advance through chunks in
+/// blocks of `ranks`).
+struct interleaved_one_f_one_b {
+    static constexpr std::string_view name = "interleaved_one_f_one_b";
+    int ranks = 1;
+    int chunks = 2;       ///< stages per rank (virtual stages)
+    int microbatches = 1; ///< micro-batches per optimizer update
+    int steps = 1;
+
+    void validate() const {
+        detail::config_require(ranks >= 1, name, "ranks", ranks, "must be >= 1");
+        detail::config_require(chunks >= 1, name, "chunks", chunks, "must be >= 1");
+        detail::config_require(static_cast<long long>(ranks) * chunks <= max_stages, name, "ranks * chunks",
+                               static_cast<long long>(ranks) * chunks, detail::concat("must be <= ", max_stages));
+        detail::check_counts(name, microbatches, steps);
+        detail::config_require(microbatches % ranks == 0, name, "microbatches", microbatches,
+                               detail::concat("must be a multiple of ranks (", ranks, ")"));
+    }
+    [[nodiscard]] pipeline_shape shape() const { return {ranks * chunks, ranks, stage_map::loop}; }
+    [[nodiscard]] flush controller() const { return flush{microbatches}; }
+    [[nodiscard]] int drift_bound(int) const { return 0; }
+    [[nodiscard]] int staleness_bound(int) const { return 0; }
+    [[nodiscard]] int versions_bound(int) const { return 1; }
+
+    /// Warm-up forwards of rank `r` (capped by the forwards in a step).
+    [[nodiscard]] int warmup(int r) const {
+        return std::min(2 * (ranks - r - 1) + (chunks - 1) * ranks, microbatches * chunks);
+    }
+
+    [[nodiscard]] schedule generate() const {
+        validate();
+        schedule out = detail::make_schedule(shape(), microbatches * steps, steps, detail::print(*this));
+        const int per_step = microbatches * chunks; // forwards (and backwards) per rank per step
+        const int block = ranks * chunks;
+        for (int r = 0; r < ranks; ++r) {
+            auto& prog = out.ranks[static_cast<std::size_t>(r)];
+            prog.reserve(static_cast<std::size_t>(per_step) * 2U * static_cast<std::size_t>(steps) +
+                         static_cast<std::size_t>(steps * chunks));
+            for (int g = 0; g < steps; ++g) {
+                const int base = g * microbatches;
+                const auto mb = [&](int k) { return base + (k / block) * ranks + k % ranks; };
+                const auto fwd = [&](int k) { prog.emplace_back(op::F, ((k / ranks) % chunks) * ranks + r, mb(k)); };
+                const auto bwd = [&](int k) {
+                    prog.emplace_back(op::B, (chunks - 1 - (k / ranks) % chunks) * ranks + r, mb(k));
+                };
+                const int w = warmup(r);
+                for (int k = 0; k < w; ++k) fwd(k);
+                for (int k = 0; k < per_step - w; ++k) {
+                    fwd(w + k);
+                    bwd(k);
+                }
+                for (int k = per_step - w; k < per_step; ++k) bwd(k);
+                for (int c = 0; c < chunks; ++c) prog.emplace_back(op::STEP, c * ranks + r, g);
+            }
+        }
+        return out;
+    }
+
+    friend constexpr bool operator==(const interleaved_one_f_one_b&, const interleaved_one_f_one_b&) = default;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const interleaved_one_f_one_b& p) {
+    return os << "interleaved_one_f_one_b{.ranks = " << p.ranks << ", .chunks = " << p.chunks
+              << ", .microbatches = " << p.microbatches << ", .steps = " << p.steps << "}";
+}
+
+static_assert(schedule_policy<interleaved_one_f_one_b>);
+
+} // namespace paci

@@ -1,0 +1,161 @@
+#pragma once
+/// \file
+/// The 1F1B machine and its synchronous model, 1F1B-flush.
+///
+/// Every stage follows the same rules (PACI.md): backwards first; a forward only while fewer than
+/// `cap[s]` micro-batches are in flight; an update on every `microbatches`-th local backward. With a
+/// `flush` controller stage 0 also waits for each group to drain (1F1B-flush); with `accumulation` it
+/// does not (PACI); with `stash` or `double_buffer` backwards read stashed weights (PipeDream, 2BW).
+
+#include <paci/policy/schedule_policy.hpp>
+#include <paci/version/accumulation.hpp>
+#include <paci/version/double_buffer.hpp>
+#include <paci/version/flush.hpp>
+#include <paci/version/stash.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <ostream>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace paci {
+
+namespace detail {
+
+template <class Controller>
+[[nodiscard]] constexpr std::string_view machine_name() noexcept {
+    if constexpr (std::is_same_v<Controller, flush>) return "one_f_one_b";
+    else if constexpr (std::is_same_v<Controller, accumulation>) return "paci";
+    else if constexpr (std::is_same_v<Controller, stash>) return "pipedream";
+    else if constexpr (std::is_same_v<Controller, double_buffer>) return "pipedream_2bw";
+    else return "one_f_one_b_machine";
+}
+
+/// Appends stage `s`'s compute program in 1F1B order: fill to `cap` forwards, then one backward
+/// (with its update when due) and one forward, alternating, then the drain. With `flushes` the order
+/// restarts for every group of `group` micro-batches, so the next group waits for the drain.
+template <class Controller>
+void emit_one_f_one_b_stage(std::vector<action>& prog, const Controller& ctl, int s, int last_stage, int cap,
+                            int group, int total, bool recompute) {
+    const int span = Controller::flushes ? group : total;
+    std::int64_t backwards = 0;
+    int updates = 0;
+    for (int base = 0; base < total; base += span) {
+        const int n = std::min(span, total - base);
+        int f = 0;
+        const int fill = std::min(cap, n);
+        while (f < fill) prog.emplace_back(op::F, s, base + f++);
+        for (int b = 0; b < n; ++b) {
+            if (recompute && s != last_stage) prog.emplace_back(op::R, s, base + b);
+            prog.emplace_back(op::B, s, base + b);
+            if (ctl.update_due(++backwards)) prog.emplace_back(op::STEP, s, updates++);
+            if (f < n) prog.emplace_back(op::F, s, base + f++);
+        }
+    }
+}
+
+} // namespace detail
+
+/// The 1F1B machine over `stages` stages, one per rank.
+/// - `microbatches`: micro-batches per optimizer update (PACI's accumulation factor `a`);
+/// - `steps`: updates described (for asynchronous controllers, the window: fill, steady state, drain);
+/// - `cap`: in-flight cap per stage; empty means `stages - s` (the 1F1B footprint). A user cap must be
+///   >= 1, non-increasing along the pipeline, and 1 at the last stage (forward and backward back to back).
+template <version_controller Controller, backward_flavour Flavour = backward_flavour::perf>
+struct one_f_one_b_machine {
+    using controller_type = Controller;
+    static constexpr std::string_view name = detail::machine_name<Controller>();
+    static constexpr backward_flavour flavour = Flavour;
+    int stages = 1;
+    int microbatches = 1;
+    int steps = 1;
+    std::vector<int> cap{};
+
+    /// In-flight cap of `stage` (`cap[stage]`, or `stages - stage` by default).
+    [[nodiscard]] int cap_of(int stage) const {
+        return cap.empty() ? stages - stage : cap[static_cast<std::size_t>(stage)];
+    }
+
+    void validate() const {
+        detail::check_stages(name, stages);
+        detail::check_counts(name, microbatches, steps);
+        if (!cap.empty()) {
+            detail::config_require(cap.size() == static_cast<std::size_t>(stages), name, "cap size", cap.size(),
+                                   detail::concat("must equal stages (", stages, ")"));
+            for (int s = 0; s < stages; ++s) {
+                const int c = cap[static_cast<std::size_t>(s)];
+                detail::config_require(c >= 1, name, detail::concat("cap[", s, "]"), c, "must be >= 1");
+                if (s > 0)
+                    detail::config_require(c <= cap[static_cast<std::size_t>(s - 1)], name,
+                                           detail::concat("cap[", s, "]"), c,
+                                           detail::concat("must be <= cap[", s - 1, "] (",
+                                                          cap[static_cast<std::size_t>(s - 1)], ")"));
+            }
+            detail::config_require(cap.back() == 1, name, detail::concat("cap[", stages - 1, "]"), cap.back(),
+                                   "must be 1: the last stage runs forward and backward back to back");
+        }
+        if constexpr (std::is_same_v<Controller, double_buffer>) {
+            detail::config_require(microbatches >= cap_of(0) - 1, name, "microbatches", microbatches,
+                                   detail::concat("must be >= cap[0] - 1 (", cap_of(0) - 1,
+                                                  ") so that two weight buffers suffice"));
+        }
+    }
+
+    [[nodiscard]] pipeline_shape shape() const { return {stages, stages, stage_map::loop}; }
+    [[nodiscard]] Controller controller() const { return Controller{microbatches}; }
+
+    /// Updates a micro-batch can cross between forward and backward: `ceil((cap[s] - 1) / a)` without
+    /// stashing and without a flush, 0 otherwise.
+    [[nodiscard]] int drift_bound(int stage) const {
+        if (Controller::flushes || Controller::stashes) return 0;
+        return detail::ceil_div(cap_of(stage) - 1, microbatches);
+    }
+    /// Updates between a micro-batch's forward and the update that applies its gradient.
+    [[nodiscard]] int staleness_bound(int stage) const {
+        return Controller::flushes ? 0 : detail::ceil_div(cap_of(stage) - 1, microbatches);
+    }
+    /// Resident weight versions: one, or with stashing every distinct version still in flight.
+    [[nodiscard]] int versions_bound(int stage) const {
+        return Controller::stashes ? detail::ceil_div(cap_of(stage) - 1, microbatches) + 1 : 1;
+    }
+
+    [[nodiscard]] schedule generate() const {
+        validate();
+        const int total = microbatches * steps;
+        schedule out = detail::make_schedule(shape(), total, steps, detail::print(*this));
+        const Controller ctl = controller();
+        for (int s = 0; s < stages; ++s) {
+            auto& prog = out.ranks[static_cast<std::size_t>(s)];
+            prog.reserve(static_cast<std::size_t>(total) * (Flavour == backward_flavour::recompute ? 3U : 2U) +
+                         static_cast<std::size_t>(steps));
+            detail::emit_one_f_one_b_stage(prog, ctl, s, stages - 1, cap_of(s), microbatches, total,
+                                           Flavour == backward_flavour::recompute);
+        }
+        return out;
+    }
+
+    friend bool operator==(const one_f_one_b_machine&, const one_f_one_b_machine&) = default;
+};
+
+template <version_controller C, backward_flavour F>
+std::ostream& operator<<(std::ostream& os, const one_f_one_b_machine<C, F>& p) {
+    os << one_f_one_b_machine<C, F>::name << '<' << F << ">{.stages = " << p.stages
+       << ", .microbatches = " << p.microbatches << ", .steps = " << p.steps;
+    if (!p.cap.empty()) {
+        os << ", .cap = {";
+        for (std::size_t i = 0; i < p.cap.size(); ++i) os << (i ? ", " : "") << p.cap[i];
+        os << '}';
+    }
+    return os << '}';
+}
+
+/// 1F1B with a flush (Narayanan et al., PipeDream-Flush): synchronous, drift 0, bubble (P-1)/(M+P-1).
+template <backward_flavour Flavour = backward_flavour::perf>
+using one_f_one_b = one_f_one_b_machine<flush, Flavour>;
+
+static_assert(schedule_policy<one_f_one_b<>>);
+static_assert(schedule_policy<one_f_one_b<backward_flavour::recompute>>);
+
+} // namespace paci
