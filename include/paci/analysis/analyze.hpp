@@ -28,7 +28,7 @@ struct analysis {
 /// Generates, lowers (with `mode`), validates, replays with the policy's controller and compares
 /// with its bounds. \throws config_error for invalid policy parameters.
 template <schedule_policy Policy>
-[[nodiscard]] analysis analyze(const Policy& policy, lowering mode = lowering::eager) {
+[[nodiscard]] analysis analyze(const Policy& policy, lowering mode = lowering::rendezvous_safe) {
     analysis a;
     a.policy = detail::print(policy);
     a.compute = policy.generate();

@@ -225,10 +225,11 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
 } // namespace detail
 
 /// Inserts SEND/RECV pairs for every cross-rank edge of a compute-only schedule, deterministically.
-/// Stages that share a rank hand over locally (no communication).
+/// Stages that share a rank hand over locally (no communication). The default placement is deadlock-free
+/// under any send semantics; pass `lowering::eager` for non-blocking transports (earliest sends).
 /// \throws config_error if the schedule already holds communication, names actions out of range,
 /// or (rendezvous_safe) its compute order cannot run.
-[[nodiscard]] inline schedule lower(const schedule& in, lowering mode = lowering::eager) {
+[[nodiscard]] inline schedule lower(const schedule& in, lowering mode = lowering::rendezvous_safe) {
     in.shape.validate("lower");
     detail::config_require(static_cast<int>(in.ranks.size()) == in.shape.ranks, "lower", "rank programs",
                            in.ranks.size(), detail::concat("must equal ranks (", in.shape.ranks, ")"));

@@ -14,6 +14,9 @@
 #include <paci/version/stash.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <limits>
 #include <cstddef>
 #include <ostream>
 #include <string_view>
@@ -33,30 +36,67 @@ template <class Controller>
     else return "one_f_one_b_machine";
 }
 
-/// Appends stage `s`'s compute program in 1F1B order: fill to `cap` forwards, then one backward
-/// (with its update when due) and one forward, alternating, then the drain. With `flushes` the order
-/// restarts for every group of `group` micro-batches, so the next group waits for the drain.
-template <class Controller>
-void emit_one_f_one_b_stage(std::vector<action>& prog, const Controller& ctl, int s, int last_stage, int cap,
-                            int group, int total, bool recompute) {
-    const int span = Controller::flushes ? group : total;
-    std::int64_t backwards = 0;
-    int updates = 0;
-    for (int base = 0; base < total; base += span) {
-        const int n = std::min(span, total - base);
-        int f = 0;
-        const int fill = std::min(cap, n);
-        while (f < fill) prog.emplace_back(op::F, s, base + f++);
-        for (int b = 0; b < n; ++b) {
-            if (recompute && s != last_stage) prog.emplace_back(op::R, s, base + b);
-            prog.emplace_back(op::B, s, base + b);
-            if (ctl.update_due(++backwards)) prog.emplace_back(op::STEP, s, updates++);
-            if (f < n) prog.emplace_back(op::F, s, base + f++);
-        }
-    }
-}
-
 } // namespace detail
+
+/// One stage's program in the 1F1B machine, produced one action at a time: a forward whenever the
+/// in-flight cap (and, with a flushing controller, the current group) allows one, otherwise the
+/// oldest backward (preceded by `R` in the recompute flavour, followed by `STEP` when the controller
+/// says an update is due). Endless until `stop_after` is set, then it drains and ends; asynchronous
+/// policies are executed from this stream and analysed over a finite window of it.
+template <version_controller Controller>
+class one_f_one_b_stream {
+public:
+    static constexpr std::int64_t unbounded = std::numeric_limits<std::int32_t>::max();
+
+    one_f_one_b_stream(Controller controller, int stage, bool last_stage, int cap, int group, bool recompute,
+                       std::int64_t limit = unbounded)
+        : ctl_(controller), stage_(stage), cap_(cap), group_(group), last_(last_stage), recompute_(recompute),
+          limit_(limit) {}
+
+    /// Stop injecting micro-batches once `microbatches` have started; the stream then drains.
+    void stop_after(std::int64_t microbatches) noexcept { limit_ = std::min(limit_, std::max<std::int64_t>(microbatches, forwards_)); }
+
+    /// Writes the next action to `out`; false when the stream has drained.
+    bool next(action& out) {
+        if (head_ < count_) {
+            out = queue_[head_++];
+            return true;
+        }
+        const bool group_open = !Controller::flushes || forwards_ < (backwards_ / group_ + 1) * group_;
+        if (forwards_ < limit_ && forwards_ - backwards_ < cap_ && group_open) {
+            out = action{op::F, stage_, static_cast<int>(forwards_++)};
+            return true;
+        }
+        if (backwards_ >= forwards_) return false;
+        const int m = static_cast<int>(backwards_++);
+        head_ = count_ = 0;
+        if (recompute_ && !last_) queue_[count_++] = action{op::R, stage_, m};
+        queue_[count_++] = action{op::B, stage_, m};
+        if (ctl_.update_due(backwards_)) queue_[count_++] = action{op::STEP, stage_, updates_++};
+        out = queue_[head_++];
+        return true;
+    }
+
+    [[nodiscard]] std::int64_t forwards() const noexcept { return forwards_; }
+    [[nodiscard]] std::int64_t backwards() const noexcept { return backwards_; }
+    [[nodiscard]] int updates() const noexcept { return updates_; }
+
+private:
+    Controller ctl_;
+    int stage_;
+    int cap_;
+    int group_;
+    bool last_;
+    bool recompute_;
+    std::int64_t limit_;
+    std::int64_t forwards_ = 0;
+    std::int64_t backwards_ = 0;
+    int updates_ = 0;
+    std::array<action, 3> queue_{}; // R, B, STEP of one backward
+    std::size_t head_ = 0;
+    std::size_t count_ = 0;
+};
+
 
 /// The 1F1B machine over `stages` stages, one per rank.
 /// - `microbatches`: micro-batches per optimizer update (PACI's accumulation factor `a`);
@@ -121,17 +161,28 @@ struct one_f_one_b_machine {
         return Controller::stashes ? detail::ceil_div(cap_of(stage) - 1, microbatches) + 1 : 1;
     }
 
+    /// Stage `stage`'s program as a stream: endless by default (execution), or ending after
+    /// `limit` micro-batches and the drain (analysis windows). Validates the policy first.
+    [[nodiscard]] one_f_one_b_stream<Controller> stream(int stage,
+                                                        std::int64_t limit = one_f_one_b_stream<Controller>::unbounded) const {
+        validate();
+        detail::config_require(stage >= 0 && stage < stages, name, "stage", stage,
+                               detail::concat("must be in [0, ", stages, ")"));
+        return one_f_one_b_stream<Controller>(controller(), stage, stage == stages - 1, cap_of(stage), microbatches,
+                                              Flavour == backward_flavour::recompute, limit);
+    }
+
     [[nodiscard]] schedule generate() const {
         validate();
         const int total = microbatches * steps;
         schedule out = detail::make_schedule(shape(), total, steps, detail::print(*this));
-        const Controller ctl = controller();
         for (int s = 0; s < stages; ++s) {
             auto& prog = out.ranks[static_cast<std::size_t>(s)];
             prog.reserve(static_cast<std::size_t>(total) * (Flavour == backward_flavour::recompute ? 3U : 2U) +
                          static_cast<std::size_t>(steps));
-            detail::emit_one_f_one_b_stage(prog, ctl, s, stages - 1, cap_of(s), microbatches, total,
-                                           Flavour == backward_flavour::recompute);
+            auto program = stream(s, total);
+            action a;
+            while (program.next(a)) prog.push_back(a);
         }
         return out;
     }
