@@ -1,0 +1,105 @@
+#pragma once
+/// \file
+/// The cost model the simulator runs a schedule against: per-stage compute times, per-hop
+/// communication, optional seeded jitter.
+
+#include <paci/core/action.hpp>
+#include <paci/core/error.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <ostream>
+#include <vector>
+
+namespace paci {
+
+/// Durations of one stage's actions, in any time unit.
+struct stage_costs {
+    double f = 1;    ///< forward
+    double b = 2;    ///< full backward (input and weight gradients)
+    double i = 1;    ///< input-gradient backward
+    double w = 1;    ///< weight-gradient backward
+    double r = 1;    ///< recompute (a forward without keeping the result downstream)
+    double step = 0; ///< optimizer update
+    friend bool operator==(const stage_costs&, const stage_costs&) = default;
+};
+
+/// Per-stage costs (or one for all stages), a per-message cost `latency + bytes / bandwidth`, and a
+/// relative jitter: each compute's duration is scaled by `1 + u` with `u` uniform in
+/// `[-jitter, jitter)`, drawn from `seed`, the rank and the position (so a run is reproducible).
+struct cost_model {
+    stage_costs uniform{};
+    std::vector<stage_costs> per_stage{}; ///< when non-empty, stage s uses per_stage[s]
+    double latency = 0;
+    double bandwidth = std::numeric_limits<double>::infinity(); ///< bytes per time unit
+    double bytes = 1;                                            ///< bytes per message
+    double jitter = 0;
+    std::uint64_t seed = 0;
+
+    [[nodiscard]] const stage_costs& of(int stage) const noexcept {
+        return per_stage.empty() ? uniform : per_stage[static_cast<std::size_t>(stage)];
+    }
+
+    /// Nominal duration of an action (communication actions cost nothing on the rank that posts them;
+    /// the transfer is `transfer()`).
+    [[nodiscard]] double duration(const action& a) const noexcept {
+        const stage_costs& c = of(a.stage);
+        switch (a.kind) {
+        case op::F: return c.f;
+        case op::B: return c.b;
+        case op::I: return c.i;
+        case op::W: return c.w;
+        case op::R: return c.r;
+        case op::STEP: return c.step;
+        default: return 0;
+        }
+    }
+
+    /// Time from a SEND to its data being available at the receiver.
+    [[nodiscard]] double transfer() const noexcept { return latency + (std::isinf(bandwidth) ? 0.0 : bytes / bandwidth); }
+
+    /// Throws `config_error` naming the first bad field.
+    void validate(int stages) const {
+        const auto check = [](const stage_costs& c, const char* where) {
+            const double v[] = {c.f, c.b, c.i, c.w, c.r, c.step};
+            const char* n[] = {"f", "b", "i", "w", "r", "step"};
+            for (int k = 0; k < 6; ++k)
+                detail::config_require(std::isfinite(v[k]) && v[k] >= 0, "cost_model", detail::concat(where, n[k]), v[k],
+                                       "must be finite and >= 0");
+        };
+        check(uniform, "");
+        for (std::size_t s = 0; s < per_stage.size(); ++s) check(per_stage[s], detail::concat("stage ", s, " ").c_str());
+        if (!per_stage.empty())
+            detail::config_require(per_stage.size() == static_cast<std::size_t>(stages), "cost_model", "per-stage costs",
+                                   per_stage.size(), detail::concat("must be given for every stage (", stages, ")"));
+        detail::config_require(std::isfinite(latency) && latency >= 0, "cost_model", "latency", latency,
+                               "must be finite and >= 0");
+        detail::config_require(bandwidth > 0, "cost_model", "bandwidth", bandwidth, "must be > 0");
+        detail::config_require(std::isfinite(bytes) && bytes >= 0, "cost_model", "bytes", bytes, "must be finite and >= 0");
+        detail::config_require(std::isfinite(jitter) && jitter >= 0 && jitter < 1, "cost_model", "jitter", jitter,
+                               "must be in [0, 1)");
+    }
+
+    /// The jittered duration of the action at `position` of `rank`.
+    [[nodiscard]] double jittered(const action& a, int rank, std::size_t position) const noexcept {
+        const double d = duration(a);
+        if (jitter == 0 || d == 0) return d;
+        // splitmix64 over (seed, rank, position): independent of the order the simulator visits actions.
+        std::uint64_t z = seed ^ (static_cast<std::uint64_t>(rank) << 40) ^ static_cast<std::uint64_t>(position);
+        z += 0x9e3779b97f4a7c15ULL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        const double u = static_cast<double>(z >> 11) * 0x1.0p-53; // [0, 1)
+        return d * (1 + jitter * (2 * u - 1));
+    }
+
+    friend bool operator==(const cost_model&, const cost_model&) = default;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const stage_costs& c) {
+    return os << "f=" << c.f << ",b=" << c.b << ",i=" << c.i << ",w=" << c.w << ",r=" << c.r << ",step=" << c.step;
+}
+
+} // namespace paci
