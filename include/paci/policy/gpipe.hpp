@@ -42,7 +42,7 @@ struct gpipe {
                 const int base = g * microbatches;
                 for (int m = 0; m < microbatches; ++m) prog.emplace_back(op::F, s, base + m);
                 for (int m = 0; m < microbatches; ++m) {
-                    if (Flavour == backward_flavour::recompute && s != stages - 1) prog.emplace_back(op::R, s, base + m);
+                    if (Flavour == backward_flavour::recompute) prog.emplace_back(op::R, s, base + m);
                     prog.emplace_back(op::B, s, base + m);
                 }
                 prog.emplace_back(op::STEP, s, g);
