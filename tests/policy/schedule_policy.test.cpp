@@ -14,6 +14,7 @@
 #include "support/catch.hpp"
 
 #include <cstdint>
+#include <ostream>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -35,6 +36,14 @@ struct every_other {
     [[nodiscard]] paci::version_t backward_reads(paci::version_t current, paci::version_t) const { return current; }
     friend bool operator==(const every_other&, const every_other&) = default;
 };
+
+// Every fake below prints its name, so each near miss misses exactly the one thing it names
+// (the concept requires `os << policy`; `without_printer` lives apart to miss only that).
+template <class T>
+    requires requires { T::name; }
+std::ostream& operator<<(std::ostream& os, const T&) {
+    return os << T::name;
+}
 
 // A minimal model written from the concept's documented requirements. Each near miss below is this
 // type with exactly one thing taken away or changed.
@@ -211,6 +220,22 @@ using controller_of = decltype(std::declval<const P&>().controller());
 
 } // namespace schedule_policy_test
 
+namespace schedule_policy_unprintable {
+// The minimal model without a printer: a failing test could not show which policy it was.
+struct without_printer {
+    static constexpr std::string_view name = "without_printer";
+    int stages = 2;
+    void validate() const {}
+    [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
+    [[nodiscard]] paci::schedule generate() const { return {}; }
+    [[nodiscard]] paci::flush controller() const { return {}; }
+    [[nodiscard]] int drift_bound(int) const { return 0; }
+    [[nodiscard]] int staleness_bound(int) const { return 0; }
+    [[nodiscard]] int versions_bound(int) const { return 1; }
+    friend bool operator==(const without_printer&, const without_printer&) = default;
+};
+} // namespace schedule_policy_unprintable
+
 using namespace schedule_policy_test;
 
 TEMPLATE_TEST_CASE("schedule_policy: every policy, in each flavour, is a model", "[unit][concept]",
@@ -238,6 +263,7 @@ TEST_CASE("schedule_policy: near misses are not models", "[unit][concept]") {
     STATIC_REQUIRE_FALSE(paci::schedule_policy<without_generate>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<without_drift_bound>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<drift_bound_without_stage>);
+    STATIC_REQUIRE_FALSE(paci::schedule_policy<schedule_policy_unprintable::without_printer>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<drift_bound_returns_double>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<without_validate>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<shape_returns_stage_count>);

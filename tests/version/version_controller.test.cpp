@@ -118,6 +118,28 @@ struct without_equality {
 };
 
 // Not std::regular either: a policy builds its controller as a value, so it must be default-constructible.
+// Traits as per-object data: they could differ between two controllers of one type, and the
+// policies read them at compile time, so the concept asks for static constants.
+struct flushes_not_static {
+    bool flushes = false;
+    static constexpr bool stashes = false;
+    static constexpr std::string_view name = "flushes_not_static";
+    int every = 1;
+    [[nodiscard]] bool update_due(std::int64_t n) const { return n % every == 0; }
+    [[nodiscard]] paci::version_t backward_reads(paci::version_t current, paci::version_t) const { return current; }
+    friend bool operator==(const flushes_not_static&, const flushes_not_static&) = default;
+};
+
+struct name_not_static {
+    static constexpr bool flushes = false;
+    static constexpr bool stashes = false;
+    std::string_view name = "name_not_static";
+    int every = 1;
+    [[nodiscard]] bool update_due(std::int64_t n) const { return n % every == 0; }
+    [[nodiscard]] paci::version_t backward_reads(paci::version_t current, paci::version_t) const { return current; }
+    friend bool operator==(const name_not_static&, const name_not_static&) = default;
+};
+
 struct not_default_constructible {
     static constexpr bool flushes = false;
     static constexpr bool stashes = false;
@@ -169,6 +191,8 @@ TEST_CASE("version_controller: near misses are not models", "[unit][concept]") {
     STATIC_REQUIRE_FALSE(paci::version_controller<without_name>);
     STATIC_REQUIRE_FALSE(paci::version_controller<without_equality>);
     STATIC_REQUIRE_FALSE(paci::version_controller<not_default_constructible>);
+    STATIC_REQUIRE_FALSE(paci::version_controller<flushes_not_static>);
+    STATIC_REQUIRE_FALSE(paci::version_controller<name_not_static>);
     STATIC_REQUIRE_FALSE(paci::version_controller<int>);
     STATIC_REQUIRE_FALSE(paci::version_controller<const paci::accumulation&>);
 }

@@ -231,7 +231,7 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
 /// or (rendezvous_safe) its compute order cannot run.
 [[nodiscard]] inline schedule lower(const schedule& in, lowering mode = lowering::rendezvous_safe) {
     in.shape.validate("lower");
-    detail::config_require(static_cast<int>(in.ranks.size()) == in.shape.ranks, "lower", "rank programs",
+    if (!(static_cast<int>(in.ranks.size()) == in.shape.ranks)) detail::config_fail("lower", "rank programs",
                            in.ranks.size(), detail::concat("must equal ranks (", in.shape.ranks, ")"));
     const detail::message_plan plan(in);
     return mode == lowering::eager ? detail::lower_eager(in, plan) : detail::lower_rendezvous_safe(in, plan);

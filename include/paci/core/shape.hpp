@@ -29,10 +29,10 @@ struct pipeline_shape {
     /// Throws `config_error` (naming `api`) unless the shape is usable.
     void validate(std::string_view api = "pipeline_shape") const {
         detail::config_require(stages >= 1, api, "stages", stages, "must be >= 1");
-        detail::config_require(stages <= max_stages, api, "stages", stages,
+        if (!(stages <= max_stages)) detail::config_fail(api, "stages", stages,
                                detail::concat("must be <= ", max_stages));
         detail::config_require(ranks >= 1, api, "ranks", ranks, "must be >= 1");
-        detail::config_require(stages % ranks == 0, api, "stages", stages,
+        if (!(stages % ranks == 0)) detail::config_fail(api, "stages", stages,
                                detail::concat("must be a multiple of ranks (", ranks, ")"));
         if (map == stage_map::v) {
             detail::config_require(stages % 2 == 0, api, "stages", stages, "must be even for the v map");

@@ -117,7 +117,7 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
     const int P = req.stages;
     const int R = req.ranks == 0 ? P : req.ranks;
     detail::check_stages("plan", P);
-    detail::config_require(R >= 1 && R <= P && P % R == 0, "plan", "ranks", R,
+    if (!(R >= 1 && R <= P && P % R == 0)) detail::config_fail("plan", "ranks", R,
                            detail::concat("must divide stages (", P, ")"));
     detail::config_require(req.microbatches >= 1, "plan", "microbatches", req.microbatches, "must be >= 1");
     detail::config_require(req.memory_budget >= 0, "plan", "memory budget", req.memory_budget, "must be >= 0");

@@ -26,10 +26,10 @@ struct interleaved_one_f_one_b {
     void validate() const {
         detail::config_require(ranks >= 1, name, "ranks", ranks, "must be >= 1");
         detail::config_require(chunks >= 1, name, "chunks", chunks, "must be >= 1");
-        detail::config_require(static_cast<long long>(ranks) * chunks <= max_stages, name, "ranks * chunks",
+        if (!(static_cast<long long>(ranks) * chunks <= max_stages)) detail::config_fail(name, "ranks * chunks",
                                static_cast<long long>(ranks) * chunks, detail::concat("must be <= ", max_stages));
         detail::check_counts(name, microbatches, steps);
-        detail::config_require(microbatches % ranks == 0, name, "microbatches", microbatches,
+        if (!(microbatches % ranks == 0)) detail::config_fail(name, "microbatches", microbatches,
                                detail::concat("must be a multiple of ranks (", ranks, ")"));
     }
     [[nodiscard]] pipeline_shape shape() const { return {ranks * chunks, ranks, stage_map::loop}; }

@@ -122,22 +122,22 @@ struct one_f_one_b_machine {
         detail::check_stages(name, stages);
         detail::check_counts(name, microbatches, steps);
         if (!cap.empty()) {
-            detail::config_require(cap.size() == static_cast<std::size_t>(stages), name, "cap size", cap.size(),
+            if (!(cap.size() == static_cast<std::size_t>(stages))) detail::config_fail(name, "cap size", cap.size(),
                                    detail::concat("must equal stages (", stages, ")"));
             for (int s = 0; s < stages; ++s) {
                 const int c = cap[static_cast<std::size_t>(s)];
-                detail::config_require(c >= 1, name, detail::concat("cap[", s, "]"), c, "must be >= 1");
+                if (!(c >= 1)) detail::config_fail(name, detail::concat("cap[", s, "]"), c, "must be >= 1");
                 if (s > 0)
-                    detail::config_require(c <= cap[static_cast<std::size_t>(s - 1)], name,
+                    if (!(c <= cap[static_cast<std::size_t>(s - 1)])) detail::config_fail(name,
                                            detail::concat("cap[", s, "]"), c,
                                            detail::concat("must be <= cap[", s - 1, "] (",
                                                           cap[static_cast<std::size_t>(s - 1)], ")"));
             }
-            detail::config_require(cap.back() == 1, name, detail::concat("cap[", stages - 1, "]"), cap.back(),
+            if (!(cap.back() == 1)) detail::config_fail(name, detail::concat("cap[", stages - 1, "]"), cap.back(),
                                    "must be 1: the last stage runs forward and backward back to back");
         }
         if constexpr (std::is_same_v<Controller, double_buffer>) {
-            detail::config_require(microbatches >= cap_of(0) - 1, name, "microbatches", microbatches,
+            if (!(microbatches >= cap_of(0) - 1)) detail::config_fail(name, "microbatches", microbatches,
                                    detail::concat("must be >= cap[0] - 1 (", cap_of(0) - 1,
                                                   ") so that two weight buffers suffice"));
         }
@@ -166,10 +166,9 @@ struct one_f_one_b_machine {
     [[nodiscard]] one_f_one_b_stream<Controller> stream(int stage,
                                                         std::int64_t limit = one_f_one_b_stream<Controller>::unbounded) const {
         validate();
-        detail::config_require(stage >= 0 && stage < stages, name, "stage", stage,
+        if (!(stage >= 0 && stage < stages)) detail::config_fail(name, "stage", stage,
                                detail::concat("must be in [0, ", stages, ")"));
-        return one_f_one_b_stream<Controller>(controller(), stage, stage == stages - 1, cap_of(stage), microbatches,
-                                              Flavour == backward_flavour::recompute, limit);
+        return unchecked_stream(stage, limit);
     }
 
     [[nodiscard]] schedule generate() const {
@@ -180,7 +179,7 @@ struct one_f_one_b_machine {
             auto& prog = out.ranks[static_cast<std::size_t>(s)];
             prog.reserve(static_cast<std::size_t>(total) * (Flavour == backward_flavour::recompute ? 3U : 2U) +
                          static_cast<std::size_t>(steps));
-            auto program = stream(s, total);
+            auto program = unchecked_stream(s, total);
             action a;
             while (program.next(a)) prog.push_back(a);
         }
@@ -188,6 +187,12 @@ struct one_f_one_b_machine {
     }
 
     friend bool operator==(const one_f_one_b_machine&, const one_f_one_b_machine&) = default;
+
+private:
+    [[nodiscard]] one_f_one_b_stream<Controller> unchecked_stream(int stage, std::int64_t limit) const {
+        return one_f_one_b_stream<Controller>(controller(), stage, stage == stages - 1, cap_of(stage), microbatches,
+                                              Flavour == backward_flavour::recompute, limit);
+    }
 };
 
 template <version_controller C, backward_flavour F>

@@ -38,12 +38,12 @@ inline std::ostream& operator<<(std::ostream& os, backward_flavour f) { return o
 /// - `p.drift_bound(stage)`, `p.staleness_bound(stage)`, `p.versions_bound(stage)` → `int`: what the
 ///   policy promises (updates crossed between forward and backward, updates between forward and the
 ///   update that applies the gradient, resident weight versions);
-/// - `P::name` (string_view), and `std::regular<P>`.
+/// - `P::name` (string_view), `os << p` prints it, and `std::regular<P>`.
 ///
 /// Valid model: `paci::one_f_one_b<>`. Near miss: a type with `generate()` but no `controller()`
 /// (its schedule could not be replayed for versions).
 template <class P>
-concept schedule_policy = std::regular<P> && requires(const P& p, int stage) {
+concept schedule_policy = std::regular<P> && requires(const P& p, int stage, std::ostream& os) {
     p.validate();
     { p.shape() } -> std::same_as<pipeline_shape>;
     { p.generate() } -> std::same_as<schedule>;
@@ -52,6 +52,7 @@ concept schedule_policy = std::regular<P> && requires(const P& p, int stage) {
     { p.staleness_bound(stage) } -> std::same_as<int>;
     { p.versions_bound(stage) } -> std::same_as<int>;
     { P::name } -> std::convertible_to<std::string_view>;
+    { os << p } -> std::same_as<std::ostream&>;
 };
 
 namespace detail {
@@ -69,7 +70,7 @@ inline void check_counts(std::string_view api, int microbatches, int steps) {
 
 inline void check_stages(std::string_view api, int stages) {
     config_require(stages >= 1, api, "stages", stages, "must be >= 1");
-    config_require(stages <= max_stages, api, "stages", stages, concat("must be <= ", max_stages));
+    if (!(stages <= max_stages)) config_fail(api, "stages", stages, concat("must be <= ", max_stages));
 }
 
 /// A schedule with one empty program per rank, ready for a generator to fill.

@@ -65,13 +65,13 @@ struct cost_model {
             const double v[] = {c.f, c.b, c.i, c.w, c.r, c.step};
             const char* n[] = {"f", "b", "i", "w", "r", "step"};
             for (int k = 0; k < 6; ++k)
-                detail::config_require(std::isfinite(v[k]) && v[k] >= 0, "cost_model", detail::concat(where, n[k]), v[k],
+                if (!(std::isfinite(v[k]) && v[k] >= 0)) detail::config_fail("cost_model", detail::concat(where, n[k]), v[k],
                                        "must be finite and >= 0");
         };
         check(uniform, "");
         for (std::size_t s = 0; s < per_stage.size(); ++s) check(per_stage[s], detail::concat("stage ", s, " ").c_str());
         if (!per_stage.empty())
-            detail::config_require(per_stage.size() == static_cast<std::size_t>(stages), "cost_model", "per-stage costs",
+            if (!(per_stage.size() == static_cast<std::size_t>(stages))) detail::config_fail("cost_model", "per-stage costs",
                                    per_stage.size(), detail::concat("must be given for every stage (", stages, ")"));
         detail::config_require(std::isfinite(latency) && latency >= 0, "cost_model", "latency", latency,
                                "must be finite and >= 0");

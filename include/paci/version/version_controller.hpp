@@ -4,6 +4,8 @@
 /// version its backward reads.
 
 #include <concepts>
+#include <cstddef>
+#include <type_traits>
 #include <cstdint>
 #include <string_view>
 
@@ -18,9 +20,10 @@ using version_t = std::int32_t;
 /// - `c.update_due(n)` → `bool`: after the stage's `n`-th completed backward (1-based), apply an update?
 /// - `c.backward_reads(current, forward)` → `version_t`: the version a backward (and a weight-gradient
 ///   backward) reads, given the stage's current version and the one its forward read;
-/// - `C::flushes` (bool): the pipeline drains after every update's worth of micro-batches (synchronous);
-/// - `C::stashes` (bool): backwards read a stashed copy of the forward's weights;
-/// - `C::name` (string_view); and `C` is `std::regular`.
+/// - `C::flushes` (static constexpr bool): the pipeline drains after every update's worth of
+///   micro-batches (synchronous);
+/// - `C::stashes` (static constexpr bool): backwards read a stashed copy of the forward's weights;
+/// - `C::name` (static constexpr string_view); and `C` is `std::regular`.
 ///
 /// Valid model: `paci::accumulation{.every = 4}`. Near miss: a type whose `update_due` takes no count
 /// (it could not express "every a-th backward").
@@ -28,10 +31,11 @@ template <class C>
 concept version_controller = std::regular<C> && requires(const C& c, std::int64_t n, version_t v) {
     { c.update_due(n) } -> std::same_as<bool>;
     { c.backward_reads(v, v) } -> std::same_as<version_t>;
-    { C::flushes } -> std::convertible_to<bool>;
-    { C::stashes } -> std::convertible_to<bool>;
-    { C::name } -> std::convertible_to<std::string_view>;
-};
+    // Compile-time traits: static constant members, not per-object data.
+    typename std::bool_constant<C::flushes>;
+    typename std::bool_constant<C::stashes>;
+    { &C::name } -> std::convertible_to<const std::string_view*>; // static: a plain pointer, not a member pointer
+} && requires { typename std::integral_constant<std::size_t, C::name.size()>; };
 
 namespace detail {
 /// Shared rule: an update after every `every`-th backward.
