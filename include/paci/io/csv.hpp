@@ -1,0 +1,544 @@
+#pragma once
+/// \file
+/// PyTorch schedule CSV: import and export of the compute-only and compute-plus-communication forms,
+/// byte-exact round trips, and file helpers.
+///
+/// The format is what `torch.distributed.pipelining` writes with `_dump_csv` and reads with
+/// `_load_csv`: no header, row r is rank r's program, one action per cell in PyTorch's action text
+/// (`0F0`, `1B3`, `2I0`, `2W0`, `0SEND_F0`, `1RECV_B1`), an empty cell is an idle slot, and lines end
+/// in CRLF (Python's csv module). paci adds `R` (recompute) and `STEP` (optimizer update).
+
+#include <paci/core/action.hpp>
+#include <paci/core/error.hpp>
+#include <paci/core/schedule.hpp>
+#include <paci/core/shape.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace paci {
+
+/// Which names the backward ops have in the text.
+enum class csv_dialect : std::uint8_t {
+    /// Import: `legacy` if any cell uses `BW`, else `modern`. Export: `modern`.
+    automatic,
+    /// Current PyTorch: `B` full backward, `I` input-gradient backward, `W` weight-gradient backward.
+    modern,
+    /// Older PyTorch: `B` input-gradient backward, `BW` full backward, `W` weight-gradient backward.
+    legacy,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(csv_dialect d) noexcept {
+    return d == csv_dialect::automatic ? "automatic" : d == csv_dialect::modern ? "modern" : "legacy";
+}
+inline std::ostream& operator<<(std::ostream& os, csv_dialect d) { return os << to_string(d); }
+
+/// How lines end: `crlf` is what Python's csv module (and so PyTorch) writes.
+enum class line_ending : std::uint8_t { crlf, lf };
+
+[[nodiscard]] constexpr std::string_view to_string(line_ending e) noexcept { return e == line_ending::crlf ? "CRLF" : "LF"; }
+inline std::ostream& operator<<(std::ostream& os, line_ending e) { return os << to_string(e); }
+
+/// What `import_csv` infers unless told.
+struct import_options {
+    int stages = 0;       ///< 0: the largest stage in the text plus one
+    int microbatches = 0; ///< 0: the largest micro-batch in the text plus one
+    /// Stage-to-rank map; unset: `loop` if it fits the rows, else `v`.
+    std::optional<stage_map> map{};
+    csv_dialect dialect = csv_dialect::automatic;
+    /// Accept PyTorch's FSDP and gradient-reduction actions (`0UNSHARD`, `0RESHARD`, `0REDUCE_GRAD`),
+    /// which paci has no op for: they stay out of the schedule and are kept verbatim in the layout, so
+    /// the text still round-trips. `false` rejects them.
+    bool pytorch_ops = true;
+    /// Stored as the schedule's `policy`; empty gives `"csv"` (or the path, for `read_csv_file`).
+    std::string source{};
+};
+
+/// A cell of the text that is not an action of the schedule.
+struct csv_cell {
+    std::size_t column = 0; ///< 0-based cell index in its row
+    std::string text;       ///< empty: an idle slot; otherwise a PyTorch-only action, verbatim
+    friend bool operator==(const csv_cell&, const csv_cell&) = default;
+};
+
+/// What the text holds beyond the schedule: enough to write the same bytes back.
+struct csv_layout {
+    csv_dialect dialect = csv_dialect::modern; ///< the dialect the text was read in (never `automatic`)
+    line_ending newline = line_ending::crlf;
+    bool final_newline = true;                  ///< whether the last row ends with a line ending
+    std::vector<std::vector<csv_cell>> extras;  ///< per row, by column: idle slots and PyTorch-only cells
+    friend bool operator==(const csv_layout&, const csv_layout&) = default;
+};
+
+/// A schedule read from CSV text, with the layout that writes the same text back.
+struct imported_schedule {
+    schedule sched;
+    csv_layout layout;
+    friend bool operator==(const imported_schedule&, const imported_schedule&) = default;
+};
+
+/// How `export_csv` writes a schedule that has no layout of its own.
+struct export_options {
+    csv_dialect dialect = csv_dialect::modern; ///< `automatic` writes `modern`
+    line_ending newline = line_ending::crlf;
+    bool final_newline = true;
+    friend bool operator==(const export_options&, const export_options&) = default;
+};
+
+namespace detail {
+
+/// Marks a legacy `BW` cell until the dialect of the whole text is known.
+inline constexpr op legacy_full_backward = static_cast<op>(op_count);
+
+inline constexpr std::array<std::string_view, 3> pytorch_only_ops{"UNSHARD", "RESHARD", "REDUCE_GRAD"};
+
+[[nodiscard]] constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+[[nodiscard]] constexpr bool is_op_char(char c) noexcept { return c == '_' || (c >= 'A' && c <= 'Z'); }
+
+struct text_location {
+    std::size_t line = 0; ///< 1-based; 0 while unseen
+    std::size_t column = 0;
+};
+
+class csv_parser {
+public:
+    csv_parser(std::string_view text, const import_options& options) : text_(text), opt_(options) {}
+
+    imported_schedule run() {
+        if (!(opt_.stages >= 0 && opt_.stages <= max_stages)) config_fail(api, "import_options::stages", opt_.stages,
+                       concat("must be in [0, ", max_stages, "]"));
+        config_require(opt_.microbatches >= 0, api, "import_options::microbatches", opt_.microbatches, "must be >= 0");
+        out_.sched.policy = opt_.source.empty() ? std::string("csv") : opt_.source;
+        read_rows();
+        resolve_dialect();
+        finish_shape();
+        return std::move(out_);
+    }
+
+private:
+    static constexpr std::string_view api = "import_csv";
+
+    struct stage_info {
+        int row = -1;
+        text_location first{};
+        int steps = 0;
+    };
+
+    std::string_view text_;
+    const import_options& opt_;
+    imported_schedule out_;
+    std::vector<stage_info> seen_;
+    int max_stage_ = -1;
+    std::int64_t max_microbatch_ = -1;
+    text_location first_bw_{};
+    text_location first_i_{};
+
+    void read_rows() {
+        const std::size_t n = text_.size();
+        if (n == 0) parse_fail(api, "empty input: expected one row per rank", 1, 1);
+        csv_layout& lay = out_.layout;
+        bool newline_known = false;
+        std::size_t newline_line = 0;
+        std::size_t pos = 0;
+        std::size_t line = 1;
+        while (true) {
+            const void* hit = std::memchr(text_.data() + pos, '\n', n - pos);
+            const bool terminated = hit != nullptr;
+            const std::size_t eol = terminated ? static_cast<std::size_t>(static_cast<const char*>(hit) - text_.data()) : n;
+            std::size_t end = eol;
+            if (terminated) {
+                const bool crlf = end > pos && text_[end - 1] == '\r';
+                if (crlf) --end;
+                const line_ending kind = crlf ? line_ending::crlf : line_ending::lf;
+                if (!newline_known) {
+                    lay.newline = kind;
+                    newline_known = true;
+                    newline_line = line;
+                } else if (kind != lay.newline) {
+                    parse_fail(api,
+                               concat("mixed line endings: this line ends with ", to_string(kind), " but line ",
+                                      newline_line, " with ", to_string(lay.newline)),
+                               line, end - pos + 1);
+                }
+            }
+            if (out_.sched.ranks.size() >= static_cast<std::size_t>(max_stages))
+                parse_fail(api, concat("too many rows: at most ", max_stages, " ranks"), line, 1);
+            read_row(text_.substr(pos, end - pos), line);
+            if (!terminated) {
+                lay.final_newline = false;
+                break;
+            }
+            pos = eol + 1;
+            if (pos == n) {
+                lay.final_newline = true;
+                break;
+            }
+            ++line;
+        }
+    }
+
+    void read_row(std::string_view content, std::size_t line) {
+        const int row = static_cast<int>(out_.sched.ranks.size());
+        out_.sched.ranks.emplace_back();
+        out_.layout.extras.emplace_back();
+        if (content.empty()) return; // a rank with no actions
+        // Python's csv module writes a row holding one empty field as `""`.
+        if (content == "\"\"") {
+            out_.layout.extras.back().push_back({0, {}});
+            return;
+        }
+        std::size_t start = 0;
+        std::size_t column = 0;
+        while (true) {
+            std::size_t comma = content.find(',', start);
+            if (comma == std::string_view::npos) comma = content.size();
+            read_cell(content.substr(start, comma - start), row, column, line, start + 1);
+            if (comma == content.size()) break;
+            start = comma + 1;
+            ++column;
+        }
+    }
+
+    void read_cell(std::string_view cell, int row, std::size_t index, std::size_t line, std::size_t column) {
+        auto& extras = out_.layout.extras.back();
+        if (cell.empty()) {
+            extras.push_back({index, {}});
+            return;
+        }
+        const auto fail = [&](std::size_t offset, std::string_view what) {
+            parse_fail(api, concat(what, " in '", cell, "'"), line, column + offset);
+        };
+        for (std::size_t k = 0; k < cell.size(); ++k) {
+            const auto u = static_cast<unsigned char>(cell[k]);
+            if (u == '"') fail(k, "quoted cells are not supported (PyTorch writes none)");
+            if (u < 0x20 || u == 0x7F)
+                parse_fail(api,
+                           u == '\r' ? std::string("carriage return inside a line")
+                                     : concat("control character 0x", "0123456789abcdef"[u >> 4], "0123456789abcdef"[u & 0xF],
+                                              " in a cell"),
+                           line, column + k);
+        }
+        if (cell.front() == '(') fail(0, "overlapped actions (OVERLAP_F_B) are not supported");
+        // Shape of the token: digits, op letters, digits.
+        std::size_t d = 0;
+        while (d < cell.size() && is_digit(cell[d])) ++d;
+        std::size_t e = d;
+        while (e < cell.size() && is_op_char(cell[e])) ++e;
+        std::size_t f = e;
+        while (f < cell.size() && is_digit(cell[f])) ++f;
+        // PyTorch prints plain integers; a leading zero would not survive a round trip.
+        if (d > 1 && cell[0] == '0') fail(0, "leading zero in the stage number");
+        if (f - e > 1 && cell[e] == '0') fail(e, "leading zero in the micro-batch number");
+        const std::string_view name = cell.substr(d, e - d);
+
+        if (d > 0) {
+            for (const auto pt : pytorch_only_ops) {
+                if (name != pt) continue;
+                if (!opt_.pytorch_ops)
+                    fail(d, concat("PyTorch op ", name, " has no paci equivalent (import_options::pytorch_ops is off)"));
+                if (e != cell.size()) fail(e, concat("unexpected trailing characters (", name, " takes no micro-batch)"));
+                std::int64_t stage = 0;
+                if (parse_index(cell, 0, stage) == std::string_view::npos || stage >= max_stages)
+                    fail(0, "stage number out of range");
+                extras.push_back({index, std::string(cell)});
+                return;
+            }
+        }
+
+        action a;
+        if (name == "BW") {
+            if (opt_.dialect == csv_dialect::modern)
+                fail(d, "op 'BW' is the legacy dialect's full backward, but import_options::dialect is modern");
+            a = parse_legacy_full_backward(cell, d, e, fail);
+            if (first_bw_.line == 0) first_bw_ = {line, column};
+        } else {
+            a = parse_action(cell, line, column);
+            if (a.kind == op::I && first_i_.line == 0) first_i_ = {line, column + d};
+        }
+        record(a, row, line, column);
+    }
+
+    template <class Fail>
+    static action parse_legacy_full_backward(std::string_view cell, std::size_t d, std::size_t e, const Fail& fail) {
+        std::int64_t stage = 0;
+        if (d == 0) fail(0, "expected a stage number");
+        if (parse_index(cell, 0, stage) == std::string_view::npos || stage > max_stages) fail(0, "stage number out of range");
+        std::int64_t index = 0;
+        const std::size_t md = parse_index(cell, e, index);
+        if (md == 0) fail(e, "expected a micro-batch number");
+        if (md == std::string_view::npos || index > std::numeric_limits<std::int32_t>::max())
+            fail(e, "micro-batch number out of range");
+        if (e + md != cell.size()) fail(e + md, "unexpected trailing characters");
+        action a{op::B, static_cast<int>(stage), static_cast<int>(index)};
+        a.kind = legacy_full_backward;
+        return a;
+    }
+
+    void record(const action& a, int row, std::size_t line, std::size_t column) {
+        const int s = a.stage;
+        if (opt_.stages > 0 && s >= opt_.stages)
+            parse_fail(api, concat("stage ", s, " is out of range for ", opt_.stages, " stages (import_options::stages)"),
+                       line, column);
+        if (s >= max_stages)
+            parse_fail(api, concat("stage ", s, " is out of range: at most ", max_stages, " stages"), line, column);
+        if (a.kind != op::STEP) {
+            if (opt_.microbatches > 0 && a.microbatch >= opt_.microbatches)
+                parse_fail(api,
+                           concat("micro-batch ", a.microbatch, " is out of range for ", opt_.microbatches,
+                                  " micro-batches (import_options::microbatches)"),
+                           line, column);
+            if (a.microbatch > max_microbatch_) max_microbatch_ = a.microbatch;
+        }
+        if (static_cast<std::size_t>(s) >= seen_.size()) seen_.resize(static_cast<std::size_t>(s) + 1);
+        stage_info& info = seen_[static_cast<std::size_t>(s)];
+        if (info.row < 0) {
+            info.row = row;
+            info.first = {line, column};
+        } else if (info.row != row) {
+            parse_fail(api,
+                       concat("stage ", s, " is on rank ", info.row, " (line ", info.first.line, ") and on rank ", row,
+                              ": a stage runs on one rank"),
+                       line, column);
+        }
+        if (a.kind == op::STEP) ++info.steps;
+        if (s > max_stage_) max_stage_ = s;
+        out_.sched.ranks[static_cast<std::size_t>(row)].push_back(a);
+    }
+
+    void resolve_dialect() {
+        const bool legacy =
+            opt_.dialect == csv_dialect::legacy || (opt_.dialect == csv_dialect::automatic && first_bw_.line != 0);
+        out_.layout.dialect = legacy ? csv_dialect::legacy : csv_dialect::modern;
+        if (!legacy) return;
+        if (first_i_.line != 0) {
+            const std::string why =
+                first_bw_.line != 0
+                    ? concat("op 'I' in a legacy-dialect text (it uses BW at line ", first_bw_.line, ", column ",
+                             first_bw_.column, "; there B is the input backward and BW the full backward)")
+                    : std::string("op 'I' does not exist in the legacy dialect (B is its input backward, BW its full "
+                                  "backward)");
+            parse_fail(api, why, first_i_.line, first_i_.column);
+        }
+        for (auto& prog : out_.sched.ranks)
+            for (action& a : prog) {
+                if (a.kind == op::B) a.kind = op::I;
+                else if (a.kind == legacy_full_backward) a.kind = op::B;
+            }
+    }
+
+    [[nodiscard]] text_location where(int stage, const pipeline_shape& shape) const {
+        if (static_cast<std::size_t>(stage) < seen_.size() && seen_[static_cast<std::size_t>(stage)].row >= 0)
+            return seen_[static_cast<std::size_t>(stage)].first;
+        return {static_cast<std::size_t>(shape.rank_of(stage)) + 1, 1};
+    }
+
+    void finish_shape() {
+        schedule& sch = out_.sched;
+        const int ranks = static_cast<int>(sch.ranks.size());
+        const int stages = opt_.stages > 0 ? opt_.stages : max_stage_ + 1;
+        if (stages == 0) parse_fail(api, "no action to infer the stage count from (set import_options::stages)", 1, 1);
+        if (stages % ranks != 0) pipeline_shape{stages, ranks, stage_map::loop}.validate(api);
+
+        // The map: the given one, else loop, else v; each must put every stage on the row it was found on.
+        std::array<stage_map, 2> candidates{stage_map::loop, stage_map::v};
+        const std::size_t count = opt_.map ? 1 : 2;
+        if (opt_.map) candidates[0] = *opt_.map;
+        std::array<int, 2> mismatch{-1, -1}; // first stage off its row, -1 none, -2 map not applicable
+        std::optional<stage_map> chosen;
+        for (std::size_t c = 0; c < count && !chosen; ++c) {
+            const pipeline_shape shape{stages, ranks, candidates[c]};
+            if (candidates[c] == stage_map::v && (stages % 2 != 0 || shape.chunks() % 2 != 0)) {
+                mismatch[c] = -2;
+                continue;
+            }
+            for (std::size_t s = 0; s < seen_.size(); ++s)
+                if (seen_[s].row >= 0 && shape.rank_of(static_cast<int>(s)) != seen_[s].row) {
+                    mismatch[c] = static_cast<int>(s);
+                    break;
+                }
+            if (mismatch[c] == -1) chosen = candidates[c];
+        }
+        if (!chosen) {
+            if (count == 1 && mismatch[0] == -2) pipeline_shape{stages, ranks, candidates[0]}.validate(api);
+            std::string why = "no stage map fits the rows:";
+            int worst = -1;
+            for (std::size_t c = 0; c < count; ++c) {
+                why += c ? "; the " : " the ";
+                why += to_string(candidates[c]);
+                if (mismatch[c] == -2) {
+                    why += " map needs an even number of stages per rank";
+                    continue;
+                }
+                const int s = mismatch[c];
+                const pipeline_shape shape{stages, ranks, candidates[c]};
+                why += concat(" map puts stage ", s, " on rank ", shape.rank_of(s), ", found on rank ",
+                              seen_[static_cast<std::size_t>(s)].row);
+                worst = std::max(worst, s);
+            }
+            const text_location at = seen_[static_cast<std::size_t>(worst)].first;
+            parse_fail(api, why, at.line, at.column);
+        }
+        sch.shape = pipeline_shape{stages, ranks, *chosen};
+
+        // Every stage must update equally often (a schedule's `steps` is per stage).
+        const auto steps_of = [&](int s) {
+            return static_cast<std::size_t>(s) < seen_.size() ? seen_[static_cast<std::size_t>(s)].steps : 0;
+        };
+        int reference = 0;
+        for (int s = 1; s < stages; ++s)
+            if (steps_of(s) > steps_of(reference)) reference = s;
+        for (int s = 0; s < stages; ++s)
+            if (steps_of(s) != steps_of(reference)) {
+                const text_location at = where(s, sch.shape);
+                parse_fail(api,
+                           concat("stage ", s, " has ", steps_of(s), " STEP actions but stage ", reference, " has ",
+                                  steps_of(reference), ": every stage must update equally often"),
+                           at.line, at.column);
+            }
+        sch.steps = steps_of(reference);
+        sch.microbatches = opt_.microbatches > 0 ? opt_.microbatches : static_cast<int>(max_microbatch_ + 1);
+    }
+};
+
+inline void append_int(std::string& out, std::int64_t v) {
+    char buf[24];
+    const auto res = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, res.ptr);
+}
+
+inline void append_action(std::string& out, const action& a, bool legacy) {
+    append_int(out, a.stage);
+    if (legacy && a.kind == op::I) out += 'B';
+    else if (legacy && a.kind == op::B) out += "BW";
+    else out += to_string(a.kind);
+    append_int(out, a.microbatch);
+}
+
+inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool legacy, line_ending newline,
+                             bool final_newline) {
+    std::string out;
+    out.reserve(sch.size() * 8 + sch.ranks.size() * 2 + 16);
+    const std::string_view eol = newline == line_ending::crlf ? "\r\n" : "\n";
+    static const std::vector<csv_cell> none;
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const auto& acts = sch.ranks[r];
+        const auto& extras = layout != nullptr && r < layout->extras.size() ? layout->extras[r] : none;
+        const std::size_t total = acts.size() + extras.size();
+        if (total == 1 && extras.size() == 1 && extras[0].text.empty()) {
+            out += "\"\""; // Python's csv module quotes a lone empty field
+        } else {
+            std::size_t ai = 0;
+            std::size_t ei = 0;
+            for (std::size_t col = 0; col < total; ++col) {
+                if (col) out += ',';
+                if (ei < extras.size() && (extras[ei].column == col || ai == acts.size())) out += extras[ei++].text;
+                else append_action(out, acts[ai++], legacy);
+            }
+        }
+        // A last row without cells keeps its line ending: without it the row would vanish.
+        if (r + 1 < sch.ranks.size() || final_newline || total == 0) out += eol;
+    }
+    return out;
+}
+
+/// Removes `paci::<api>: ` and the trailing ` at line L, column C` from a parse error's message.
+[[nodiscard]] inline std::string parse_message_core(const parse_error& e) {
+    std::string_view m = e.what();
+    if (m.starts_with("paci::")) {
+        const auto colon = m.find(": ");
+        if (colon != std::string_view::npos) m.remove_prefix(colon + 2);
+    }
+    const std::string suffix = concat(" at line ", e.line(), ", column ", e.column());
+    if (m.ends_with(suffix)) m.remove_suffix(suffix.size());
+    return std::string(m);
+}
+
+} // namespace detail
+
+/// Reads PyTorch schedule CSV text (compute-only or with SEND/RECV) into a schedule and the layout
+/// that writes the same bytes back (see `export_csv(const imported_schedule&)`).
+///
+/// Parsing is strict: every non-empty cell must be exactly one action token (`parse_action`; plus
+/// `BW` in the legacy dialect and PyTorch's `UNSHARD`/`RESHARD`/`REDUCE_GRAD`, see `import_options`);
+/// no quotes (except Python's `""` for a row holding one idle slot), no spaces, no leading zeros, one
+/// line ending throughout. Rows are ranks; stages are the largest stage plus one, micro-batches the
+/// largest micro-batch plus one (unless given); `steps` is the number of STEP actions per stage, which
+/// must be equal over stages; the stage map is `loop` if it puts every stage on its row, else `v`.
+/// \throws parse_error with the 1-based line and column of the offending cell (a stage on two rows,
+/// a map that fits no row, unequal STEP counts included).
+/// \throws config_error for bad options or a stage count that is not a multiple of the row count.
+[[nodiscard]] inline imported_schedule parse_csv(std::string_view text, const import_options& options = {}) {
+    return detail::csv_parser(text, options).run();
+}
+
+/// Reads PyTorch schedule CSV text into a schedule (see `parse_csv` for the rules and errors).
+[[nodiscard]] inline schedule import_csv(std::string_view text, const import_options& options = {}) {
+    return parse_csv(text, options).sched;
+}
+
+/// Writes a schedule as PyTorch CSV: row r is rank r's actions, comma-separated, no idle cells.
+[[nodiscard]] inline std::string export_csv(const schedule& sch, const export_options& options = {}) {
+    return detail::write_csv(sch, nullptr, options.dialect == csv_dialect::legacy, options.newline, options.final_newline);
+}
+
+/// Writes an imported schedule back in its own layout (dialect, line endings, idle slots,
+/// PyTorch-only cells): `export_csv(parse_csv(text)) == text` for every text `parse_csv` accepts.
+/// Actions edited since the import are written in order around the layout's cells.
+[[nodiscard]] inline std::string export_csv(const imported_schedule& in) {
+    return detail::write_csv(in.sched, &in.layout, in.layout.dialect == csv_dialect::legacy, in.layout.newline,
+                             in.layout.final_newline);
+}
+
+/// Reads a CSV file with `parse_csv`; the schedule's `policy` is the path unless `options.source` is set.
+/// \throws config_error naming the path if it cannot be read; parse_error naming the path, with line and column.
+[[nodiscard]] inline imported_schedule read_csv_file(const std::filesystem::path& path, import_options options = {}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) detail::config_fail("read_csv_file", "path", path.string(), "cannot be opened for reading");
+    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) detail::config_fail("read_csv_file", "path", path.string(), "cannot be read");
+    if (options.source.empty()) options.source = path.string();
+    try {
+        return parse_csv(text, options);
+    } catch (const parse_error& e) {
+        detail::parse_fail("read_csv_file", detail::concat(path.string(), ": ", detail::parse_message_core(e)), e.line(),
+                           e.column());
+    }
+}
+
+namespace detail {
+
+inline void write_file(std::string_view api, const std::filesystem::path& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) config_fail(api, "path", path.string(), "cannot be opened for writing");
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) config_fail(api, "path", path.string(), "cannot be written");
+}
+
+} // namespace detail
+
+/// Writes `export_csv(sch, options)` to `path`. \throws config_error naming the path on failure.
+inline void write_csv_file(const std::filesystem::path& path, const schedule& sch, const export_options& options = {}) {
+    detail::write_file("write_csv_file", path, export_csv(sch, options));
+}
+
+/// Writes `export_csv(in)` (its own layout) to `path`. \throws config_error naming the path on failure.
+inline void write_csv_file(const std::filesystem::path& path, const imported_schedule& in) {
+    detail::write_file("write_csv_file", path, export_csv(in));
+}
+
+} // namespace paci

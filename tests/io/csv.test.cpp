@@ -1,0 +1,321 @@
+// Unit tests for include/paci/io/csv.hpp: PyTorch schedule CSV import and export, byte-exact round
+// trips (modern and legacy dialects, idle cells, CRLF/LF, PyTorch-only ops), inference of the shape,
+// and every malformed input with the exact line and column of its parse_error.
+//
+// Expected texts are written by hand from PyTorch's format (Python's csv module: CRLF line endings,
+// empty fields for idle slots, `""` for a row holding one empty field) and from the 1F1B rules.
+
+#include <paci/io/csv.hpp>
+
+#include <paci/core/lower.hpp>
+#include <paci/policy/gpipe.hpp>
+#include <paci/policy/interleaved.hpp>
+#include <paci/policy/one_f_one_b.hpp>
+#include <paci/policy/paci.hpp>
+#include <paci/policy/zero_bubble.hpp>
+
+#include "support/catch.hpp"
+
+#include <cstddef>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using Catch::Matchers::ContainsSubstring;
+
+namespace {
+
+using paci::action;
+using paci::op;
+
+/// Imports `text` and returns the parse_error it must throw (fails the test if none is thrown).
+paci::parse_error parse_failure(std::string_view text, const paci::import_options& options = {}) {
+    try {
+        static_cast<void>(paci::parse_csv(text, options));
+    } catch (const paci::parse_error& e) {
+        return e;
+    }
+    FAIL("parse_csv did not throw for: " << std::string(text));
+    return paci::parse_error("unreachable", 0, 0);
+}
+
+struct location {
+    std::size_t line;
+    std::size_t column;
+};
+
+void check_fails_at(std::string_view text, location at, std::string_view message,
+                    const paci::import_options& options = {}) {
+    CAPTURE(std::string(text));
+    const paci::parse_error e = parse_failure(text, options);
+    CHECK(e.line() == at.line);
+    CHECK(e.column() == at.column);
+    CHECK_THAT(e.what(), ContainsSubstring(std::string(message)));
+    CHECK_THAT(e.what(), ContainsSubstring("at line " + std::to_string(at.line) + ", column " + std::to_string(at.column)));
+}
+
+} // namespace
+
+TEST_CASE("csv: a small 1F1B exports as PyTorch writes it", "[unit][io][csv]") {
+    // 1F1B-flush, 2 stages, 2 micro-batches, 1 update: stage 0 (cap 2) runs F0 F1 B0 B1 then STEP;
+    // stage 1 (cap 1) alternates F0 B0 F1 B1 then STEP. Python's csv module ends lines with CRLF.
+    const paci::schedule s = paci::one_f_one_b<>{.stages = 2, .microbatches = 2, .steps = 1}.generate();
+    CHECK(paci::export_csv(s) == "0F0,0F1,0B0,0B1,0STEP0\r\n"
+                                 "1F0,1B0,1F1,1B1,1STEP0\r\n");
+    CHECK(paci::export_csv(s, {.newline = paci::line_ending::lf}) == "0F0,0F1,0B0,0B1,0STEP0\n"
+                                                                     "1F0,1B0,1F1,1B1,1STEP0\n");
+    CHECK(paci::export_csv(s, {.final_newline = false}) == "0F0,0F1,0B0,0B1,0STEP0\r\n"
+                                                          "1F0,1B0,1F1,1B1,1STEP0");
+}
+
+TEST_CASE("csv: import infers stages, ranks, micro-batches, steps and the map", "[unit][io][csv]") {
+    const paci::schedule s = paci::import_csv("0F0,0F1,0B0,0B1,0STEP0\r\n1F0,1B0,1F1,1B1,1STEP0\r\n");
+    CHECK(s.shape == paci::pipeline_shape{2, 2, paci::stage_map::loop});
+    CHECK(s.microbatches == 2);
+    CHECK(s.steps == 1);
+    CHECK(s.policy == "csv");
+    REQUIRE(s.ranks.size() == 2);
+    CHECK(s.ranks[0] == std::vector<action>{{op::F, 0, 0}, {op::F, 0, 1}, {op::B, 0, 0}, {op::B, 0, 1}, {op::STEP, 0, 0}});
+    CHECK(s.ranks[1] == std::vector<action>{{op::F, 1, 0}, {op::B, 1, 0}, {op::F, 1, 1}, {op::B, 1, 1}, {op::STEP, 1, 0}});
+
+    SECTION("the same schedule as the policy generates, but for the source name") {
+        paci::schedule expected = paci::one_f_one_b<>{.stages = 2, .microbatches = 2, .steps = 1}.generate();
+        expected.policy = "csv";
+        CHECK(s == expected);
+    }
+    SECTION("options override the inference and name the source") {
+        const paci::schedule t = paci::import_csv("0F0,0B0\r\n1F0,1B0\r\n",
+                                                  {.stages = 2, .microbatches = 8, .source = "from pytorch"});
+        CHECK(t.microbatches == 8);
+        CHECK(t.steps == 0);
+        CHECK(t.policy == "from pytorch");
+    }
+}
+
+TEST_CASE("csv: PyTorch's compute-only 1F1B with idle cells round-trips byte for byte", "[unit][io][csv]") {
+    // Schedule1F1B's pipeline order for 2 ranks and 2 micro-batches: rank 0 does its warm-up forward,
+    // waits 2 slots, runs F1 B0, waits a slot, runs B1; rank 1 waits a slot, then F B F B.
+    const std::string text = "0F0,,,0F1,0B0,,0B1\r\n"
+                             ",1F0,1B0,1F1,1B1\r\n";
+    const paci::imported_schedule in = paci::parse_csv(text);
+    CHECK(in.sched.ranks[0] == std::vector<action>{{op::F, 0, 0}, {op::F, 0, 1}, {op::B, 0, 0}, {op::B, 0, 1}});
+    CHECK(in.sched.ranks[1] == std::vector<action>{{op::F, 1, 0}, {op::B, 1, 0}, {op::F, 1, 1}, {op::B, 1, 1}});
+    CHECK(in.sched.microbatches == 2);
+    CHECK(in.layout.dialect == paci::csv_dialect::modern);
+    CHECK(in.layout.newline == paci::line_ending::crlf);
+    CHECK(in.layout.final_newline);
+    CHECK(in.layout.extras == std::vector<std::vector<paci::csv_cell>>{{{1, ""}, {2, ""}, {5, ""}}, {{0, ""}}});
+    CHECK(paci::export_csv(in) == text);
+    // Without the layout the idle slots are gone.
+    CHECK(paci::export_csv(in.sched) == "0F0,0F1,0B0,0B1\r\n1F0,1B0,1F1,1B1\r\n");
+}
+
+TEST_CASE("csv: the legacy dialect (B input backward, BW full backward) is detected and kept", "[unit][io][csv]") {
+    // A zero-bubble-like order in the older names: B is the input backward, W the weight backward,
+    // BW the full backward.
+    const std::string text = "0F0,0F1,0B0,0W0,0BW1\r\n"
+                             "1F0,1B0,1F1,1W0,1BW1\r\n";
+    const paci::imported_schedule in = paci::parse_csv(text);
+    CHECK(in.layout.dialect == paci::csv_dialect::legacy);
+    CHECK(in.sched.ranks[0] == std::vector<action>{{op::F, 0, 0}, {op::F, 0, 1}, {op::I, 0, 0}, {op::W, 0, 0}, {op::B, 0, 1}});
+    CHECK(in.sched.ranks[1] == std::vector<action>{{op::F, 1, 0}, {op::I, 1, 0}, {op::F, 1, 1}, {op::W, 1, 0}, {op::B, 1, 1}});
+    CHECK(paci::export_csv(in) == text);
+    CHECK(paci::export_csv(in.sched) == "0F0,0F1,0I0,0W0,0B1\r\n1F0,1I0,1F1,1W0,1B1\r\n");
+    CHECK(paci::export_csv(in.sched, {.dialect = paci::csv_dialect::legacy}) == text);
+
+    SECTION("without BW the text reads as modern unless the legacy dialect is asked for") {
+        const std::string old = "0F0,0B0,0W0\r\n";
+        CHECK(paci::import_csv(old).ranks[0][1] == action{op::B, 0, 0});
+        const paci::imported_schedule forced = paci::parse_csv(old, {.dialect = paci::csv_dialect::legacy});
+        CHECK(forced.sched.ranks[0][1] == action{op::I, 0, 0});
+        CHECK(paci::export_csv(forced) == old);
+    }
+}
+
+TEST_CASE("csv: layouts round-trip byte for byte", "[unit][io][csv]") {
+    const std::string text = GENERATE(as<std::string>{},
+                                      // LF line endings, no final newline
+                                      "0F0,0B0\n1F0,1B0",
+                                      // LF with a final newline, a trailing idle cell
+                                      "0F0,0B0,\n1F0,1B0\n",
+                                      // a rank with no actions (empty line) between two
+                                      "0F0,0B0\r\n\r\n2F0,2B0\r\n",
+                                      // Python's quoted lone empty field: a rank with one idle slot
+                                      "0F0,0B0\r\n\"\"\r\n2F0,2B0\r\n",
+                                      // only idle cells on a row
+                                      "0F0,0B0\r\n,,\r\n2F0,2B0\r\n",
+                                      // PyTorch's FSDP and gradient-reduction actions, kept verbatim
+                                      "0UNSHARD,0F0,0B0,0REDUCE_GRAD,0RESHARD\r\n1UNSHARD,1F0,1B0,1REDUCE_GRAD,1RESHARD\r\n",
+                                      // compute plus communication, recompute and steps
+                                      "0F0,0SEND_F0,0RECV_B0,0B0,0STEP0\r\n1RECV_F0,1F0,1R0,1B0,1SEND_B0,1STEP0\r\n");
+    CAPTURE(text);
+    const paci::imported_schedule in = paci::parse_csv(text);
+    CHECK(paci::export_csv(in) == text);
+    // Reading the export again gives the same schedule and layout.
+    CHECK(paci::parse_csv(paci::export_csv(in)) == in);
+}
+
+TEST_CASE("csv: PyTorch-only actions stay out of the schedule", "[unit][io][csv]") {
+    const paci::imported_schedule in = paci::parse_csv("0UNSHARD,0F0,0B0,0REDUCE_GRAD,0RESHARD\r\n");
+    CHECK(in.sched.ranks[0] == std::vector<action>{{op::F, 0, 0}, {op::B, 0, 0}});
+    CHECK(in.layout.extras[0] == std::vector<paci::csv_cell>{{0, "0UNSHARD"}, {3, "0REDUCE_GRAD"}, {4, "0RESHARD"}});
+}
+
+TEST_CASE("csv: generated schedules round-trip through export and import", "[unit][io][csv]") {
+    std::vector<paci::schedule> cases{
+        paci::one_f_one_b<>{.stages = 4, .microbatches = 8, .steps = 2}.generate(),
+        paci::paci_policy<paci::backward_flavour::recompute>{.stages = 4, .microbatches = 2, .steps = 3}.generate(),
+        paci::gpipe{.stages = 3, .microbatches = 4, .steps = 2}.generate(),
+        paci::interleaved_one_f_one_b{.ranks = 2, .chunks = 2, .microbatches = 4, .steps = 2}.generate(),
+        paci::zb_h1{.stages = 4, .microbatches = 4, .steps = 1}.generate(),
+    };
+    const std::size_t n = cases.size();
+    for (std::size_t k = 0; k < n; ++k) cases.push_back(paci::lower(cases[k]));
+    for (const auto& s : cases) {
+        CAPTURE(s);
+        const std::string text = paci::export_csv(s);
+        const paci::imported_schedule in = paci::parse_csv(text, {.source = s.policy});
+        CHECK(in.sched == s);
+        CHECK(paci::export_csv(in) == text);
+    }
+}
+
+TEST_CASE("csv: the v map is inferred from which stage sits on which row", "[unit][io][csv]") {
+    // 4 stages on 2 ranks in a V: rank 0 holds stages 0 and 3, rank 1 holds stages 1 and 2.
+    const std::string text = "0F0,3F0,3B0,0B0\r\n1F0,2F0,2B0,1B0\r\n";
+    const paci::schedule s = paci::import_csv(text);
+    CHECK(s.shape == paci::pipeline_shape{4, 2, paci::stage_map::v});
+    // The loop map puts stage 2 on rank 0: the same rows read as loop fail.
+    const std::string loop = "0F0,2F0,2B0,0B0\r\n1F0,3F0,3B0,1B0\r\n";
+    CHECK(paci::import_csv(loop).shape.map == paci::stage_map::loop);
+    check_fails_at(text, {2, 5}, "the loop map puts stage 2 on rank 0, found on rank 1",
+                   {.map = paci::stage_map::loop});
+}
+
+TEST_CASE("csv: malformed cells fail at their line and column", "[unit][io][csv]") {
+    SECTION("unknown op") { check_fails_at("0F0,0X0\r\n", {1, 6}, "unknown op 'X'"); }
+    SECTION("trailing garbage in a cell") {
+        check_fails_at("0F0,0F1\r\n1F0,1F1x\r\n", {2, 8}, "unexpected trailing characters in '1F1x'");
+    }
+    SECTION("lowercase op") { check_fails_at("0f0", {1, 2}, "expected an op"); }
+    SECTION("missing micro-batch number") { check_fails_at("0F0,0F", {1, 7}, "expected a micro-batch number"); }
+    SECTION("missing stage number") { check_fails_at("0F0\r\nF1\r\n", {2, 1}, "expected a stage number"); }
+    SECTION("stage out of int16") { check_fails_at("0F0,32768F0", {1, 5}, "stage number out of range"); }
+    SECTION("stage at int16's maximum leaves no room for the count") {
+        check_fails_at("32767F0", {1, 1}, "stage 32767 is out of range: at most 32767 stages");
+    }
+    SECTION("micro-batch out of int32") { check_fails_at("0F2147483648", {1, 3}, "micro-batch number out of range"); }
+    SECTION("quoted cell") {
+        check_fails_at("0F0,\"0F1\"\r\n", {1, 5}, "quoted cells are not supported");
+        check_fails_at("0F0,0F\"1\"\r\n", {1, 7}, "quoted cells are not supported");
+    }
+    SECTION("spaces") {
+        check_fails_at("0F0, 0F1\r\n", {1, 5}, "expected a stage number");
+        check_fails_at("0F0,0F1 \r\n", {1, 8}, "unexpected trailing characters");
+    }
+    SECTION("leading zeros") {
+        check_fails_at("00F0", {1, 1}, "leading zero in the stage number");
+        check_fails_at("0F0,0F01", {1, 7}, "leading zero in the micro-batch number");
+    }
+    SECTION("control characters and stray carriage returns") {
+        check_fails_at("0F0\r1F0\r\n", {1, 4}, "carriage return inside a line");
+        check_fails_at("0F0\r", {1, 4}, "carriage return inside a line");
+        check_fails_at(std::string_view("0F0,0F\x00" "1", 8), {1, 7}, "control character 0x00");
+        check_fails_at("0F0\t", {1, 4}, "control character 0x09");
+    }
+    SECTION("overlapped actions") { check_fails_at("0F0,(0F1;0B0)OVERLAP_F_B", {1, 5}, "OVERLAP_F_B"); }
+    SECTION("PyTorch-only ops") {
+        check_fails_at("0UNSHARD,0F0", {1, 2}, "PyTorch op UNSHARD has no paci equivalent", {.pytorch_ops = false});
+        check_fails_at("0F0,0UNSHARD1", {1, 13}, "UNSHARD takes no micro-batch");
+    }
+    SECTION("legacy and modern names mixed") {
+        check_fails_at("0F0,0I0,0BW1\r\n", {1, 6}, "op 'I' in a legacy-dialect text (it uses BW at line 1, column 9");
+        check_fails_at("0F0,0I0\r\n", {1, 6}, "op 'I' does not exist in the legacy dialect",
+                       {.dialect = paci::csv_dialect::legacy});
+        check_fails_at("0F0,0BW0\r\n", {1, 6}, "op 'BW' is the legacy dialect's full backward",
+                       {.dialect = paci::csv_dialect::modern});
+    }
+    SECTION("numbers out of the given ranges") {
+        check_fails_at("0F0,1F0", {1, 5}, "stage 1 is out of range for 1 stages", {.stages = 1});
+        check_fails_at("0F0\r\n0F2", {2, 1}, "micro-batch 2 is out of range for 2 micro-batches", {.microbatches = 2});
+    }
+}
+
+TEST_CASE("csv: malformed structure fails at the cell that shows it", "[unit][io][csv]") {
+    SECTION("empty input") { check_fails_at("", {1, 1}, "empty input"); }
+    SECTION("no action to count stages from") { check_fails_at("\r\n,\r\n", {1, 1}, "no action to infer the stage count"); }
+    SECTION("a stage on two rows") {
+        check_fails_at("0F0,1F0\r\n1F1\r\n", {2, 1}, "stage 1 is on rank 0 (line 1) and on rank 1");
+    }
+    SECTION("unequal STEP counts") {
+        check_fails_at("0F0,0B0,0STEP0\r\n1F0,1B0\r\n", {2, 1}, "stage 1 has 0 STEP actions but stage 0 has 1");
+        check_fails_at("0F0,0B0\r\n1F0,1B0,1STEP0\r\n", {1, 1}, "stage 0 has 0 STEP actions but stage 1 has 1");
+    }
+    SECTION("a stage that never appears lacks its STEPs on its own row") {
+        check_fails_at("0F0,0STEP0\r\n1F0,1STEP0\r\n", {1, 1}, "stage 2 has 0 STEP actions", {.stages = 4});
+    }
+    SECTION("mixed line endings") {
+        check_fails_at("0F0\r\n1F0\n", {2, 4}, "mixed line endings: this line ends with LF but line 1 with CRLF");
+    }
+    SECTION("rows that fit no stage map") {
+        check_fails_at("0F0,1F0\r\n2F0,3F0\r\n", {1, 5},
+                       "no stage map fits the rows: the loop map puts stage 1 on rank 1, found on rank 0; "
+                       "the v map puts stage 1 on rank 1, found on rank 0");
+    }
+    SECTION("stage count not a multiple of the rows") {
+        CHECK_THROWS_MATCHES(paci::import_csv("0F0,2F0\r\n1F0\r\n"), paci::config_error,
+                             Catch::Matchers::Message("paci::import_csv: stages (3) must be a multiple of ranks (2)"));
+    }
+    SECTION("bad options") {
+        CHECK_THROWS_MATCHES(paci::import_csv("0F0", {.stages = -1}), paci::config_error,
+                             Catch::Matchers::Message("paci::import_csv: import_options::stages (-1) must be in [0, 32767]"));
+        CHECK_THROWS_AS(paci::import_csv("0F0", {.microbatches = -2}), paci::config_error);
+    }
+}
+
+TEST_CASE("csv: files round-trip and errors name the path", "[unit][io][csv]") {
+    const auto dir = std::filesystem::temp_directory_path();
+    const auto path = dir / "paci-csv-test-roundtrip.csv";
+    const std::string text = "0F0,,0B0\r\n,1F0,1B0\r\n";
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << text;
+    }
+    const paci::imported_schedule in = paci::read_csv_file(path);
+    CHECK(in.sched.policy == path.string());
+    const auto copy = dir / "paci-csv-test-copy.csv";
+    paci::write_csv_file(copy, in);
+    {
+        std::ifstream back(copy, std::ios::binary);
+        const std::string bytes{std::istreambuf_iterator<char>(back), std::istreambuf_iterator<char>()};
+        CHECK(bytes == text);
+    }
+    paci::write_csv_file(copy, in.sched, {.newline = paci::line_ending::lf});
+    CHECK(paci::read_csv_file(copy).layout.newline == paci::line_ending::lf);
+
+    const auto missing = dir / "paci-csv-test-does-not-exist" / "x.csv";
+    CHECK_THROWS_MATCHES(paci::read_csv_file(missing), paci::config_error,
+                         Catch::Matchers::Message("paci::read_csv_file: path (" + missing.string() +
+                                                  ") cannot be opened for reading"));
+    CHECK_THROWS_AS(paci::write_csv_file(missing, in.sched), paci::config_error);
+
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << "0F0\r\n1X0\r\n";
+    }
+    try {
+        static_cast<void>(paci::read_csv_file(path));
+        FAIL("read_csv_file accepted an unknown op");
+    } catch (const paci::parse_error& e) {
+        CHECK(e.line() == 2);
+        CHECK(e.column() == 2);
+        CHECK(std::string(e.what()) == "paci::read_csv_file: " + path.string() +
+                                           ": unknown op 'X', expected one of F, B, I, W, R, STEP, SEND_F, RECV_F, "
+                                           "SEND_B, RECV_B in '1X0' at line 2, column 2");
+    }
+    std::filesystem::remove(path);
+    std::filesystem::remove(copy);
+}
