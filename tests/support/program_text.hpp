@@ -1,0 +1,61 @@
+#pragma once
+/// \file
+/// Test helpers: write a rank's program as space-separated action tokens (`"0F0 0SEND_F0 0B0"`) and
+/// build small schedules by hand, and count simple facts about programs.
+
+#include <paci/core/action.hpp>
+#include <paci/core/schedule.hpp>
+#include <paci/core/shape.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace paci_test {
+
+/// The actions of a program written as space-separated tokens.
+inline std::vector<paci::action> program(std::string_view text) {
+    std::vector<paci::action> out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const std::size_t end = std::min(text.find(' ', pos), text.size());
+        if (end > pos) out.push_back(paci::parse_action(text.substr(pos, end - pos)));
+        pos = end + 1;
+    }
+    return out;
+}
+
+/// A hand-built schedule, one text program per rank.
+inline paci::schedule make_schedule(paci::pipeline_shape shape, int microbatches, int steps,
+                                    const std::vector<std::string_view>& ranks) {
+    paci::schedule s;
+    s.shape = shape;
+    s.microbatches = microbatches;
+    s.steps = steps;
+    s.policy = "hand-built";
+    for (const auto r : ranks) s.ranks.push_back(program(r));
+    return s;
+}
+
+/// Number of actions of `kind` in `prog`.
+inline std::size_t count(const std::vector<paci::action>& prog, paci::op kind) {
+    return static_cast<std::size_t>(
+        std::count_if(prog.begin(), prog.end(), [&](const paci::action& a) { return a.kind == kind; }));
+}
+
+/// Largest number of micro-batches between a forward (`F`) and the action that releases them
+/// (`release`, e.g. `B` or `W`) over all prefixes of a one-stage program.
+inline int peak_in_flight(const std::vector<paci::action>& prog, paci::op release) {
+    int now = 0;
+    int peak = 0;
+    for (const auto& a : prog) {
+        if (a.kind == paci::op::F) ++now;
+        if (a.kind == release) --now;
+        peak = std::max(peak, now);
+    }
+    return peak;
+}
+
+} // namespace paci_test
