@@ -458,3 +458,13 @@ TEST_CASE("lower: random runnable compute orders lower to valid schedules", "[un
         CHECK(safe.deadlock_free(paci::send_semantics::rendezvous));
     }
 }
+
+TEST_CASE("lower: an action on the wrong rank is a config_error", "[unit][core][lower][errors]") {
+    // Stage 1 runs on rank 1, but rank 0's program holds 1F0 and 1B0.
+    const paci::schedule bad =
+        paci_test::make_schedule({2, 2, paci::stage_map::loop}, 1, 0, {"0F0 1F0 1B0 0B0", ""});
+    const paci::lowering mode = GENERATE(paci::lowering::rendezvous_safe, paci::lowering::eager);
+    CAPTURE(mode);
+    REQUIRE_THROWS_AS(paci::lower(bad, mode), paci::config_error);
+    REQUIRE_THROWS_WITH(paci::lower(bad, mode), Catch::Matchers::ContainsSubstring("paci::lower: action (1F0)"));
+}

@@ -42,7 +42,7 @@ inline constexpr int op_count = 10;
 [[nodiscard]] constexpr bool is_compute(op o) noexcept { return o <= op::R; }
 /// True for SEND_F, RECV_F, SEND_B and RECV_B.
 [[nodiscard]] constexpr bool is_comm(op o) noexcept { return o >= op::SEND_F; }
-/// True for the ops that end a micro-batch's backward at a stage and release its activations (B and W).
+/// True for the backward ops B, I and W.
 [[nodiscard]] constexpr bool is_backward(op o) noexcept { return o == op::B || o == op::I || o == op::W; }
 
 /// One operation: (op, stage, micro-batch). For `STEP` the index is the update's ordinal at that stage.
@@ -84,7 +84,7 @@ inline std::size_t parse_index(std::string_view text, std::size_t pos, std::int6
     while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
     if (end == pos) return 0;
     const auto res = std::from_chars(text.data() + pos, text.data() + end, value);
-    if (res.ec != std::errc{} || end - pos > 10) return std::string_view::npos;
+    if (res.ec != std::errc{}) return std::string_view::npos; // too large for 64 bits
     return end - pos;
 }
 

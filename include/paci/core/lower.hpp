@@ -42,16 +42,21 @@ struct message_plan {
     explicit message_plan(const schedule& s)
         : sch(s), P(s.shape.stages), T(s.microbatches),
           fwd_pos(static_cast<std::size_t>(P) * static_cast<std::size_t>(T), -1), bwd_pos(fwd_pos.size(), -1) {
-        for (const auto& prog : s.ranks)
+        for (std::size_t r = 0; r < s.ranks.size(); ++r) {
+            const auto& prog = s.ranks[r];
             for (std::size_t p = 0; p < prog.size(); ++p) {
                 const action a = prog[p];
                 config_require(!is_comm(a.kind), "lower", "action", a, "is communication: the schedule is already lowered");
                 if (a.stage < 0 || a.stage >= P || (a.kind != op::STEP && (a.microbatch < 0 || a.microbatch >= T)))
                     config_fail("lower", "action", a,
                                 concat("is out of range for ", P, " stages and ", T, " micro-batches"));
+                if (s.shape.rank_of(a.stage) != static_cast<int>(r))
+                    config_fail("lower", "action", a,
+                                concat("is on rank ", r, " but stage ", a.stage, " runs on rank ", s.shape.rank_of(a.stage)));
                 if (a.kind == op::F) fwd_pos[idx(a.stage, a.microbatch)] = static_cast<std::int32_t>(p);
                 if (a.kind == op::B || a.kind == op::I) bwd_pos[idx(a.stage, a.microbatch)] = static_cast<std::int32_t>(p);
             }
+        }
     }
     [[nodiscard]] std::size_t idx(int s, int m) const noexcept {
         return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);

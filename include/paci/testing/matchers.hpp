@@ -34,7 +34,8 @@ class valid_schedule_matcher : public PACI_DETAIL_MATCHER_BASE<schedule> {
 public:
     bool match(const schedule& s) const override {
         const auto report = validate(s);
-        detail_ = report.first_error();
+        detail_ = !report.errors.empty() ? detail::concat(report.errors.front())
+                                         : (report.buffered.deadlock_free ? std::string{} : report.buffered.message);
         return report.valid();
     }
     std::string describe() const override { return "is a valid schedule" + (detail_.empty() ? "" : " (" + detail_ + ")"); }
