@@ -172,6 +172,10 @@ TEST_CASE("chrome trace: names are escaped", "[unit][io][chrome_trace]") {
     CHECK(events_with(trace, "M").front()->operator[]("args")["name"].str == s.policy);
     const json named = json_reader::parse(paci::to_chrome_trace(s, paci::action_times{}, nullptr, {.name = "</script>"}));
     CHECK(events_with(named, "M").front()->operator[]("args")["name"].str == "</script>");
+    // Well-formed UTF-8 passes through; a stray byte (a Latin-1 file name, a cut sequence) becomes U+FFFD.
+    s.policy = "t\xC2\xB5s \xFF latin1 \xE2\x82 cut";
+    const json utf8 = json_reader::parse(paci::to_chrome_trace(s));
+    CHECK(utf8["otherData"]["policy"].str == "t\xC2\xB5s \xEF\xBF\xBD latin1 \xEF\xBF\xBD\xEF\xBF\xBD cut");
 }
 
 TEST_CASE("chrome trace: simulator-style times are accepted", "[unit][io][chrome_trace]") {

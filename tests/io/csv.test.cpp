@@ -113,6 +113,20 @@ TEST_CASE("csv: PyTorch's compute-only 1F1B with idle cells round-trips byte for
     CHECK(paci::export_csv(in.sched) == "0F0,0F1,0B0,0B1\r\n1F0,1B0,1F1,1B1\r\n");
 }
 
+TEST_CASE("csv: an imported text prints as PyTorch's grid, idle slots included", "[unit][io][csv]") {
+    const paci::imported_schedule in = paci::parse_csv("0F0,,,0F1,0B0,,0B1\r\n,1F0,1B0,1F1,1B1\r\n");
+    // 7 steps: labels "Step 0".."Step 6" (6 wide) are wider than every cell.
+    const auto row = [](int k, std::string a, std::string b) {
+        return "Step " + std::to_string(k) + ": " + a + std::string(6 - a.size(), ' ') + " " + b +
+               std::string(6 - b.size(), ' ') + "\n";
+    };
+    CHECK(paci::to_grid(in) == "        Rank 0 Rank 1\n" + row(0, "0F0", "") + row(1, "", "1F0") + row(2, "", "1B0") +
+                                   row(3, "0F1", "1F1") + row(4, "0B0", "1B1") + row(5, "", "") + row(6, "0B1", ""));
+    // The schedule alone has no idle slots.
+    CHECK(paci::to_grid(in.sched) == "        Rank 0 Rank 1\n" + row(0, "0F0", "1F0") + row(1, "0F1", "1B0") +
+                                         row(2, "0B0", "1F1") + row(3, "0B1", "1B1"));
+}
+
 TEST_CASE("csv: the legacy dialect (B input backward, BW full backward) is detected and kept", "[unit][io][csv]") {
     // A zero-bubble-like order in the older names: B is the input backward, W the weight backward,
     // BW the full backward.

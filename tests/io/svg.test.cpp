@@ -220,6 +220,8 @@ TEST_CASE("svg: text is escaped and labels can be turned off", "[unit][io][svg]"
     const std::string svg = paci::to_svg(s);
     const std::vector<element> doc = read_xml(svg);
     CHECK(doc[1].text == s.policy);
+    s.policy = "t\xC2\xB5s \xFF";
+    CHECK(read_xml(paci::to_svg(s))[1].text == "t\xC2\xB5s \xEF\xBF\xBD");
     std::size_t labels = 0;
     for (const element& e : doc)
         if (e.name == "text" && e.attrs.count("fill") && e.attrs.at("fill") == "#ffffff" && (e.text == "0" || e.text == "1"))

@@ -8,6 +8,7 @@
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
+#include <paci/io/detail/text.hpp>
 #include <paci/io/detail/times.hpp>
 
 #include <charconv>
@@ -34,12 +35,24 @@ struct chrome_trace_options {
 
 namespace detail {
 
-/// Appends `text` as a JSON string literal (quotes included); bytes >= 0x80 pass through (UTF-8).
+/// Appends `text` as a JSON string literal (quotes included): well-formed UTF-8 passes through, a
+/// byte that is not becomes U+FFFD, so the document stays valid JSON whatever the names hold.
 inline void append_json_string(std::string& out, std::string_view text) {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (const char c : text) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
         const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x80) {
+            const std::size_t n = utf8_sequence(text, i);
+            if (n == 0) {
+                out += utf8_replacement;
+            } else {
+                out += text.substr(i, n);
+                i += n - 1;
+            }
+            continue;
+        }
         switch (c) {
         case '"': out += "\\\""; break;
         case '\\': out += "\\\\"; break;

@@ -12,6 +12,7 @@
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 #include <paci/core/shape.hpp>
+#include <paci/io/grid.hpp>
 
 #include <algorithm>
 #include <array>
@@ -119,8 +120,8 @@ public:
     csv_parser(std::string_view text, const import_options& options) : text_(text), opt_(options) {}
 
     imported_schedule run() {
-        if (!(opt_.stages >= 0 && opt_.stages <= max_stages)) config_fail(api, "import_options::stages", opt_.stages,
-                       concat("must be in [0, ", max_stages, "]"));
+        if (opt_.stages < 0 || opt_.stages > max_stages)
+            config_fail(api, "import_options::stages", opt_.stages, concat("must be in [0, ", max_stages, "]"));
         config_require(opt_.microbatches >= 0, api, "import_options::microbatches", opt_.microbatches, "must be >= 0");
         out_.sched.policy = opt_.source.empty() ? std::string("csv") : opt_.source;
         read_rows();
@@ -428,6 +429,20 @@ inline void append_action(std::string& out, const action& a, bool legacy) {
     append_int(out, a.microbatch);
 }
 
+/// Calls `on_extra(column, text)` or `on_action(column, action)` for each cell of a row, in order: the
+/// layout's cells at their columns, the actions filling the columns between them.
+template <class OnExtra, class OnAction>
+void visit_row(const std::vector<action>& acts, const std::vector<csv_cell>& extras, OnExtra&& on_extra,
+               OnAction&& on_action) {
+    const std::size_t total = acts.size() + extras.size();
+    std::size_t ai = 0;
+    std::size_t ei = 0;
+    for (std::size_t col = 0; col < total; ++col) {
+        if (ei < extras.size() && (extras[ei].column == col || ai == acts.size())) on_extra(col, std::string_view(extras[ei++].text));
+        else on_action(col, acts[ai++]);
+    }
+}
+
 inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool legacy, line_ending newline,
                              bool final_newline) {
     std::string out;
@@ -441,13 +456,16 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
         if (total == 1 && extras.size() == 1 && extras[0].text.empty()) {
             out += "\"\""; // Python's csv module quotes a lone empty field
         } else {
-            std::size_t ai = 0;
-            std::size_t ei = 0;
-            for (std::size_t col = 0; col < total; ++col) {
-                if (col) out += ',';
-                if (ei < extras.size() && (extras[ei].column == col || ai == acts.size())) out += extras[ei++].text;
-                else append_action(out, acts[ai++], legacy);
-            }
+            visit_row(
+                acts, extras,
+                [&](std::size_t col, std::string_view text) {
+                    if (col) out += ',';
+                    out += text;
+                },
+                [&](std::size_t col, const action& a) {
+                    if (col) out += ',';
+                    append_action(out, a, legacy);
+                });
         }
         // A last row without cells keeps its line ending: without it the row would vanish.
         if (r + 1 < sch.ranks.size() || final_newline || total == 0) out += eol;
@@ -501,6 +519,21 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
 [[nodiscard]] inline std::string export_csv(const imported_schedule& in) {
     return detail::write_csv(in.sched, &in.layout, in.layout.dialect == csv_dialect::legacy, in.layout.newline,
                              in.layout.final_newline);
+}
+
+/// The imported text as PyTorch prints its pipeline order: step k shows each row's k-th cell, idle
+/// slots and PyTorch-only cells included (`to_grid(in.sched)` shows the actions alone).
+[[nodiscard]] inline std::string to_grid(const imported_schedule& in) {
+    std::vector<std::vector<std::string>> cells(in.sched.ranks.size());
+    static const std::vector<csv_cell> none;
+    for (std::size_t r = 0; r < cells.size(); ++r)
+        detail::visit_row(
+            in.sched.ranks[r], r < in.layout.extras.size() ? in.layout.extras[r] : none,
+            [&](std::size_t, std::string_view text) { cells[r].emplace_back(text); },
+            [&](std::size_t, const action& a) {
+                cells[r].push_back(to_string(a)); // the grid shows modern names, as PyTorch does today
+            });
+    return detail::format_grid(cells);
 }
 
 /// Reads a CSV file with `parse_csv`; the schedule's `policy` is the path unless `options.source` is set.

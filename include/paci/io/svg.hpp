@@ -7,6 +7,7 @@
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
+#include <paci/io/detail/text.hpp>
 #include <paci/io/detail/times.hpp>
 
 #include <algorithm>
@@ -65,8 +66,21 @@ inline void append_px(std::string& out, double v) {
     out += s;
 }
 
+/// Appends `text` escaped for XML content and attribute values: well-formed UTF-8 passes through, a
+/// byte that is not becomes U+FFFD, control characters XML 1.0 forbids are dropped.
 inline void append_xml_text(std::string& out, std::string_view text) {
-    for (const char c : text) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (static_cast<unsigned char>(c) >= 0x80) {
+            const std::size_t n = utf8_sequence(text, i);
+            if (n == 0) {
+                out += utf8_replacement;
+            } else {
+                out += text.substr(i, n);
+                i += n - 1;
+            }
+            continue;
+        }
         switch (c) {
         case '&': out += "&amp;"; break;
         case '<': out += "&lt;"; break;

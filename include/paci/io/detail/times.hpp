@@ -73,15 +73,17 @@ template <timeline_like Times>
 
 /// Throws `config_error` (naming `api`) unless `times` has one finite, ordered (start <= end) pair per action.
 inline void check_times(std::string_view api, const schedule& sch, const action_times& times) {
-    if (!(times.size() == sch.ranks.size())) config_fail(api, "times ranks", times.size(),
-                   concat("must equal the schedule's ranks (", sch.ranks.size(), ")"));
+    // Messages are built only on failure: this runs once per action.
+    if (times.size() != sch.ranks.size())
+        config_fail(api, "times ranks", times.size(), concat("must equal the schedule's ranks (", sch.ranks.size(), ")"));
     for (std::size_t r = 0; r < times.size(); ++r) {
-        if (!(times[r].size() == sch.ranks[r].size())) config_fail(api, concat("times[", r, "] size"), times[r].size(),
-                       concat("must equal rank ", r, "'s actions (", sch.ranks[r].size(), ")"));
+        if (times[r].size() != sch.ranks[r].size())
+            config_fail(api, concat("times[", r, "] size"), times[r].size(),
+                        concat("must equal rank ", r, "'s actions (", sch.ranks[r].size(), ")"));
         for (std::size_t p = 0; p < times[r].size(); ++p) {
             const auto [s, e] = times[r][p];
-            if (!(std::isfinite(s) && std::isfinite(e) && s <= e)) config_fail(api, concat("times[", r, "][", p, "]"),
-                           concat(s, ", ", e), "must be finite with start <= end");
+            if (!(std::isfinite(s) && std::isfinite(e) && s <= e))
+                config_fail(api, concat("times[", r, "][", p, "]"), concat(s, ", ", e), "must be finite with start <= end");
         }
     }
 }

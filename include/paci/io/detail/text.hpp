@@ -1,0 +1,48 @@
+#pragma once
+/// \file
+/// Internals shared by the text exporters: UTF-8 validation, so names with stray bytes (a file path,
+/// a user's policy string) still give well-formed JSON and XML.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace paci::detail {
+
+/// The length of the well-formed UTF-8 sequence starting at `text[i]` (1 for ASCII), or 0 when the
+/// bytes there are not one (stray continuation, truncated, overlong, surrogate, beyond U+10FFFF).
+[[nodiscard]] constexpr std::size_t utf8_sequence(std::string_view text, std::size_t i) noexcept {
+    const auto b0 = static_cast<unsigned char>(text[i]);
+    if (b0 < 0x80) return 1;
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    std::uint32_t min = 0;
+    if ((b0 & 0xE0U) == 0xC0U) {
+        n = 2;
+        cp = b0 & 0x1FU;
+        min = 0x80;
+    } else if ((b0 & 0xF0U) == 0xE0U) {
+        n = 3;
+        cp = b0 & 0x0FU;
+        min = 0x800;
+    } else if ((b0 & 0xF8U) == 0xF0U) {
+        n = 4;
+        cp = b0 & 0x07U;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (i + n > text.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+        const auto b = static_cast<unsigned char>(text[i + k]);
+        if ((b & 0xC0U) != 0x80U) return 0;
+        cp = (cp << 6) | (b & 0x3FU);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+/// U+FFFD, written for every byte that does not start a well-formed sequence.
+inline constexpr std::string_view utf8_replacement = "\xEF\xBF\xBD";
+
+} // namespace paci::detail
