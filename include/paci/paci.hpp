@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Umbrella header: the whole core library (no optional transports).
+/// Umbrella header: the whole library except the optional transports and the Catch2 matchers.
 
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
@@ -28,3 +28,13 @@
 #include <paci/analysis/memory.hpp>
 #include <paci/analysis/replay.hpp>
 #include <paci/analysis/validate.hpp>
+
+#include <paci/sim/cost_model.hpp>
+#include <paci/sim/simulate.hpp>
+
+#include <paci/io/chrome_trace.hpp>
+#include <paci/io/csv.hpp>
+#include <paci/io/grid.hpp>
+#include <paci/io/svg.hpp>
+
+#include <paci/plan/planner.hpp>

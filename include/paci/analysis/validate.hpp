@@ -78,7 +78,7 @@ struct validation_report {
 
 namespace detail {
 
-inline constexpr std::int32_t none = -1;
+inline constexpr std::int32_t absent = -1;
 
 /// Positions of every action of a schedule, indexed by kind and (stage, micro-batch).
 struct position_index {
@@ -89,7 +89,7 @@ struct position_index {
     position_index(int p, int t) : stages(p), microbatches(t) {
         const auto n = static_cast<std::size_t>(p) * static_cast<std::size_t>(t);
         for (int k = 0; k < op_count; ++k)
-            if (static_cast<op>(k) != op::STEP) pos[k].assign(n, none);
+            if (static_cast<op>(k) != op::STEP) pos[k].assign(n, absent);
     }
     [[nodiscard]] std::size_t idx(int s, int m) const noexcept {
         return static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches) + static_cast<std::size_t>(m);
@@ -98,7 +98,7 @@ struct position_index {
     /// Position of the backward that needs the next stage's gradient: B, or I when split.
     [[nodiscard]] std::int32_t backward(int s, int m) const noexcept {
         const auto b = at(op::B, s, m);
-        return b != none ? b : at(op::I, s, m);
+        return b != absent ? b : at(op::I, s, m);
     }
 };
 
@@ -115,22 +115,6 @@ private:
     validation_report& report_;
 };
 
-/// The peer of a communication action: SEND_F/RECV_B talk to the next stage, SEND_B/RECV_F to the previous.
-[[nodiscard]] constexpr int comm_peer_stage(const action& a) noexcept {
-    return (a.kind == op::SEND_F || a.kind == op::RECV_B) ? a.stage + 1 : a.stage - 1;
-}
-
-/// The action at the other end of a SEND or RECV.
-[[nodiscard]] constexpr action comm_partner(const action& a) noexcept {
-    switch (a.kind) {
-    case op::SEND_F: return {op::RECV_F, a.stage + 1, a.microbatch};
-    case op::RECV_F: return {op::SEND_F, a.stage - 1, a.microbatch};
-    case op::SEND_B: return {op::RECV_B, a.stage - 1, a.microbatch};
-    case op::RECV_B: return {op::SEND_B, a.stage + 1, a.microbatch};
-    default: return a;
-    }
-}
-
 inline std::string describe(int s, int m) { return concat("stage ", s, " micro-batch ", m); }
 
 inline void check_structure(const schedule& sch, position_index& ix, error_sink& err) {
@@ -138,7 +122,7 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
     const int P = shape.stages;
     const int T = sch.microbatches;
     std::vector<int> steps_seen(static_cast<std::size_t>(P), 0);
-    std::vector<int> step_rank_pos(static_cast<std::size_t>(P), none);
+    std::vector<int> step_rank_pos(static_cast<std::size_t>(P), absent);
 
     for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
         const int rank = static_cast<int>(r);
@@ -170,7 +154,7 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
                 continue;
             }
             auto& slot = ix.pos[static_cast<int>(a.kind)][ix.idx(a.stage, a.microbatch)];
-            if (slot != none) {
+            if (slot != absent) {
                 err.add(rule::duplicate, rank, pos, a, concat("second ", a, ", the first is at position ", slot));
                 continue;
             }
@@ -191,49 +175,49 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
             const auto i = ix.at(op::I, s, m);
             const auto w = ix.at(op::W, s, m);
             const auto r = ix.at(op::R, s, m);
-            const auto bwd = b != none ? b : i;
-            if (f == none) {
-                const auto blame = bwd != none ? bwd : (r != none ? r : w);
-                err.add(rule::missing, rank, blame, blame != none ? at(blame) : action{op::F, s, m},
+            const auto bwd = b != absent ? b : i;
+            if (f == absent) {
+                const auto blame = bwd != absent ? bwd : (r != absent ? r : w);
+                err.add(rule::missing, rank, blame, blame != absent ? at(blame) : action{op::F, s, m},
                         concat(describe(s, m), " has no forward"));
             }
-            if (b != none && (i != none || w != none)) {
+            if (b != absent && (i != absent || w != absent)) {
                 err.add(rule::mixed_backward, rank, b, at(b),
                         concat(describe(s, m), " has both a full backward B and a split backward I/W"));
-            } else if (b == none && i == none && w == none) {
-                if (f != none)
+            } else if (b == absent && i == absent && w == absent) {
+                if (f != absent)
                     err.add(rule::missing, rank, f, at(f), concat(describe(s, m), " has no backward (B, or I then W)"));
-            } else if (b == none && (i == none || w == none)) {
-                const auto have = i != none ? i : w;
+            } else if (b == absent && (i == absent || w == absent)) {
+                const auto have = i != absent ? i : w;
                 err.add(rule::missing, rank, have, at(have),
-                        concat(describe(s, m), i == none ? " has W but no I" : " has I but no W"));
+                        concat(describe(s, m), i == absent ? " has W but no I" : " has I but no W"));
             }
-            if (f != none && s > 0 && shape.rank_of(s - 1) == rank) {
+            if (f != absent && s > 0 && shape.rank_of(s - 1) == rank) {
                 const auto prev = ix.at(op::F, s - 1, m);
-                if (prev != none && prev > f)
+                if (prev != absent && prev > f)
                     err.add(rule::forward_order, rank, f, at(f),
                             concat("forward of ", describe(s, m), " runs before the forward of stage ", s - 1,
                                    " at position ", prev));
             }
-            if (bwd != none && s + 1 < P && shape.rank_of(s + 1) == rank) {
+            if (bwd != absent && s + 1 < P && shape.rank_of(s + 1) == rank) {
                 const auto next = ix.backward(s + 1, m);
-                if (next != none && next > bwd)
+                if (next != absent && next > bwd)
                     err.add(rule::backward_order, rank, bwd, at(bwd),
                             concat("backward of ", describe(s, m), " runs before the backward of stage ", s + 1,
                                    " at position ", next));
             }
-            if (f != none) {
-                if (bwd != none && bwd < f)
+            if (f != absent) {
+                if (bwd != absent && bwd < f)
                     err.add(rule::before_forward, rank, bwd, at(bwd),
                             concat("backward of ", describe(s, m), " runs before its forward at position ", f));
-                if (r != none && r < f)
+                if (r != absent && r < f)
                     err.add(rule::before_forward, rank, r, at(r),
                             concat("recompute of ", describe(s, m), " runs before its forward at position ", f));
             }
-            if (i != none && w != none && w < i)
+            if (i != absent && w != absent && w < i)
                 err.add(rule::weight_before_input, rank, w, at(w),
                         concat("weight gradient of ", describe(s, m), " runs before its input gradient at position ", i));
-            if (r != none && bwd != none && r > bwd)
+            if (r != absent && bwd != absent && r > bwd)
                 err.add(rule::recompute_order, rank, r, at(r),
                         concat("recompute of ", describe(s, m), " runs after the backward it serves at position ", bwd));
 
@@ -242,56 +226,56 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
             const auto rf = ix.at(op::RECV_F, s, m);
             const auto sb = ix.at(op::SEND_B, s, m);
             const auto rb = ix.at(op::RECV_B, s, m);
-            if (sf != none && !cross_down)
+            if (sf != absent && !cross_down)
                 err.add(rule::comm_edge, rank, sf, at(sf),
                         s + 1 >= P ? std::string("the last stage has no next stage to send to")
                                    : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no send needed"));
-            if (rf != none && !cross_up)
+            if (rf != absent && !cross_up)
                 err.add(rule::comm_edge, rank, rf, at(rf),
                         s == 0 ? std::string("the first stage has no previous stage to receive from")
                                : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no receive needed"));
-            if (sb != none && !cross_up)
+            if (sb != absent && !cross_up)
                 err.add(rule::comm_edge, rank, sb, at(sb),
                         s == 0 ? std::string("the first stage has no previous stage to send to")
                                : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no send needed"));
-            if (rb != none && !cross_down)
+            if (rb != absent && !cross_down)
                 err.add(rule::comm_edge, rank, rb, at(rb),
                         s + 1 >= P ? std::string("the last stage has no next stage to receive from")
                                    : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no receive needed"));
-            if (sf != none && f != none && sf < f)
+            if (sf != absent && f != absent && sf < f)
                 err.add(rule::comm_order, rank, sf, at(sf), concat("sent before its forward at position ", f));
-            if (sf != none && f == none)
+            if (sf != absent && f == absent)
                 err.add(rule::comm_order, rank, sf, at(sf), concat("sends the output of a forward that never runs"));
-            if (rf != none && f != none && rf > f)
+            if (rf != absent && f != absent && rf > f)
                 err.add(rule::comm_order, rank, rf, at(rf), concat("received after its forward at position ", f));
-            if (sb != none && bwd != none && sb < bwd)
+            if (sb != absent && bwd != absent && sb < bwd)
                 err.add(rule::comm_order, rank, sb, at(sb), concat("sent before its backward at position ", bwd));
-            if (sb != none && bwd == none)
+            if (sb != absent && bwd == absent)
                 err.add(rule::comm_order, rank, sb, at(sb), concat("sends the gradient of a backward that never runs"));
-            if (rb != none && bwd != none && rb > bwd)
+            if (rb != absent && bwd != absent && rb > bwd)
                 err.add(rule::comm_order, rank, rb, at(rb), concat("received after its backward at position ", bwd));
             if (cross_down) {
                 const int peer = shape.rank_of(s + 1);
                 const auto recv = ix.at(op::RECV_F, s + 1, m);
-                if (sf != none && recv == none)
+                if (sf != absent && recv == absent)
                     err.add(rule::unmatched_send, rank, sf, at(sf),
                             concat("no ", action{op::RECV_F, s + 1, m}, " on rank ", peer));
-                if (sf == none && recv != none)
+                if (sf == absent && recv != absent)
                     err.add(rule::unmatched_recv, peer, recv, action{op::RECV_F, s + 1, m},
                             concat("no ", action{op::SEND_F, s, m}, " on rank ", rank));
-                if (lowered && sf == none && recv == none && f != none)
+                if (lowered && sf == absent && recv == absent && f != absent)
                     err.add(rule::missing, rank, f, at(f),
                             concat("the output of ", describe(s, m), " crosses to rank ", peer,
                                    " but has no SEND_F/RECV_F pair"));
                 const auto recvb = ix.at(op::RECV_B, s, m);
                 const auto sendb = ix.at(op::SEND_B, s + 1, m);
-                if (sendb != none && recvb == none)
+                if (sendb != absent && recvb == absent)
                     err.add(rule::unmatched_send, peer, sendb, action{op::SEND_B, s + 1, m},
                             concat("no ", action{op::RECV_B, s, m}, " on rank ", rank));
-                if (sendb == none && recvb != none)
+                if (sendb == absent && recvb != absent)
                     err.add(rule::unmatched_recv, rank, recvb, at(recvb),
                             concat("no ", action{op::SEND_B, s + 1, m}, " on rank ", peer));
-                if (lowered && sendb == none && recvb == none && bwd != none)
+                if (lowered && sendb == absent && recvb == absent && bwd != absent)
                     err.add(rule::missing, rank, bwd, at(bwd),
                             concat("the gradient of stage ", s + 1, " micro-batch ", m, " crosses from rank ", peer,
                                    " but has no SEND_B/RECV_B pair"));
@@ -301,7 +285,7 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
         const int expected = sch.steps > 0 ? sch.steps : steps_seen[0];
         if (steps != expected)
             err.add(rule::step_order, rank, step_rank_pos[static_cast<std::size_t>(s)],
-                    step_rank_pos[static_cast<std::size_t>(s)] != none
+                    step_rank_pos[static_cast<std::size_t>(s)] != absent
                         ? prog[static_cast<std::size_t>(step_rank_pos[static_cast<std::size_t>(s)])]
                         : action{op::STEP, s, 0},
                     concat("stage ", s, " has ", steps, " STEP actions, expected ", expected));

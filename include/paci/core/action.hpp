@@ -88,6 +88,22 @@ inline std::size_t parse_index(std::string_view text, std::size_t pos, std::int6
     return end - pos;
 }
 
+/// The peer of a communication action: SEND_F/RECV_B talk to the next stage, SEND_B/RECV_F to the previous.
+[[nodiscard]] constexpr int comm_peer_stage(const action& a) noexcept {
+    return (a.kind == op::SEND_F || a.kind == op::RECV_B) ? a.stage + 1 : a.stage - 1;
+}
+
+/// The action at the other end of a SEND or RECV.
+[[nodiscard]] constexpr action comm_partner(const action& a) noexcept {
+    switch (a.kind) {
+    case op::SEND_F: return {op::RECV_F, a.stage + 1, a.microbatch};
+    case op::RECV_F: return {op::SEND_F, a.stage - 1, a.microbatch};
+    case op::SEND_B: return {op::RECV_B, a.stage - 1, a.microbatch};
+    case op::RECV_B: return {op::SEND_B, a.stage + 1, a.microbatch};
+    default: return a;
+    }
+}
+
 } // namespace detail
 
 /// Parses one action token (`3F12`, `0SEND_B4`, `2STEP1`). The whole token must match;

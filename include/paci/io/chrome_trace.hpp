@@ -4,7 +4,6 @@
 /// flow arrows from each SEND to its RECV, the weight version each action read.
 
 #include <paci/analysis/replay.hpp>
-#include <paci/analysis/validate.hpp>
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>

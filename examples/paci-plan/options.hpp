@@ -1,0 +1,239 @@
+// paci-plan's command line: flags, values and their checks. Every bad flag or value becomes a
+// usage_error naming the flag and the value (exit status 2).
+#pragma once
+
+#include <paci/analysis/validate.hpp>
+#include <paci/core/lower.hpp>
+#include <paci/policy/schedule_policy.hpp>
+#include <paci/sim/cost_model.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace paci_plan {
+
+/// A bad command line: exit status 2.
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+enum class format { table, grid, csv, chrome, svg, json };
+
+struct options {
+    std::string policy = "paci";
+    int stages = 8;
+    int ranks = 0; ///< 0: same as stages
+    int chunks = 0; ///< 0: stages / ranks
+    int microbatches = 8;
+    int steps = 0; ///< 0: a window long enough for the steady state
+    std::vector<int> cap;
+    paci::backward_flavour flavour = paci::backward_flavour::perf;
+    bool flavour_given = false;
+    paci::cost_model costs{};
+    paci::send_semantics sends = paci::send_semantics::buffered;
+    int memory_budget = 0;
+    int drift_budget = -1;
+    std::string import_file;
+    format output_format = format::table;
+    std::string output_file;
+    bool compare = false;
+    bool plan = false;
+    bool help = false;
+};
+
+inline constexpr std::string_view policy_names[] = {"gpipe", "1f1b", "interleaved", "zb-h1",
+                                                    "zb-h2", "pipedream", "2bw", "paci"};
+
+inline const char* usage_text =
+    "usage: paci-plan [options]\n"
+    "  --policy NAME        gpipe|1f1b|interleaved|zb-h1|zb-h2|pipedream|2bw|paci (default paci)\n"
+    "  --stages P           pipeline stages (default 8)\n"
+    "  --ranks R            ranks (default P; R < P runs interleaved 1F1B with P/R chunks)\n"
+    "  --chunks V           stages per rank for interleaved (default P/R, or 2)\n"
+    "  --microbatches M     micro-batches per optimizer update, every policy (PACI's a) (default 8)\n"
+    "  --steps N            updates in the window (default: enough for the steady state)\n"
+    "  --cap L              PACI in-flight cap: one number (min(L, P-s) per stage) or a list L0,L1,...\n"
+    "  --flavour F          perf|recompute (gpipe, 1f1b, paci)\n"
+    "  --costs K=V,...      f,b,i,w,r,step,latency,bandwidth,bytes (default f=1,b=2,i=1,w=1,r=1,step=0,\n"
+    "                       latency=0,bandwidth=inf,bytes=1)\n"
+    "  --send S             buffered|rendezvous (default buffered)\n"
+    "  --jitter X --seed S  relative jitter in [0, 1) per action, seeded\n"
+    "  --memory-budget K    planner: most full activations per rank\n"
+    "  --drift-budget D     planner: most updates crossed (drift) or lagged (staleness)\n"
+    "  --import FILE        analyse a PyTorch schedule CSV instead of a policy\n"
+    "  --format F           table|grid|csv|chrome|svg|json (default table)\n"
+    "  --output FILE        write there instead of standard output\n"
+    "  --compare            every policy side by side for the same stages, micro-batches and costs\n"
+    "  --plan               rank policies and settings within the budgets\n"
+    "  --help               this text\n";
+
+inline std::string quoted(std::string_view v) { return "'" + std::string(v) + "'"; }
+
+inline long long parse_integer(std::string_view flag, std::string_view text, long long lo, long long hi) {
+    long long v = 0;
+    const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || res.ec != std::errc{} || res.ptr != text.data() + text.size())
+        throw usage_error(std::string(flag) + ": " + quoted(text) + " is not an integer");
+    if (v < lo || v > hi)
+        throw usage_error(std::string(flag) + ": " + quoted(text) + " must be in [" + std::to_string(lo) + ", " +
+                          std::to_string(hi) + "]");
+    return v;
+}
+
+inline double parse_number(std::string_view flag, std::string_view text) {
+    if (text == "inf") return std::numeric_limits<double>::infinity();
+    double v = 0;
+    const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || res.ec != std::errc{} || res.ptr != text.data() + text.size() || std::isnan(v))
+        throw usage_error(std::string(flag) + ": " + quoted(text) + " is not a number");
+    return v;
+}
+
+inline std::vector<std::string_view> split(std::string_view text, char sep) {
+    std::vector<std::string_view> out;
+    std::size_t start = 0;
+    while (true) {
+        const auto at = text.find(sep, start);
+        out.push_back(text.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
+        if (at == std::string_view::npos) break;
+        start = at + 1;
+    }
+    return out;
+}
+
+inline void parse_costs(std::string_view text, paci::cost_model& costs) {
+    for (const auto item : split(text, ',')) {
+        const auto eq = item.find('=');
+        if (eq == std::string_view::npos)
+            throw usage_error("--costs: " + quoted(item) + " is not KEY=VALUE");
+        const auto key = item.substr(0, eq);
+        const std::string flag = "--costs " + std::string(key);
+        const double v = parse_number(flag, item.substr(eq + 1));
+        auto& c = costs.uniform;
+        if (key == "f") c.f = v;
+        else if (key == "b") c.b = v;
+        else if (key == "i") c.i = v;
+        else if (key == "w") c.w = v;
+        else if (key == "r") c.r = v;
+        else if (key == "step") c.step = v;
+        else if (key == "latency") costs.latency = v;
+        else if (key == "bandwidth") costs.bandwidth = v;
+        else if (key == "bytes") costs.bytes = v;
+        else
+            throw usage_error("--costs: unknown key " + quoted(key) +
+                              " (expected f, b, i, w, r, step, latency, bandwidth, bytes)");
+    }
+    try {
+        costs.validate(1);
+    } catch (const paci::config_error& e) {
+        throw usage_error(std::string("--costs: ") + e.what());
+    }
+}
+
+inline options parse(int argc, const char* const* argv) {
+    options o;
+    const auto value = [&](int& k, std::string_view flag) -> std::string_view {
+        if (k + 1 >= argc) throw usage_error(std::string(flag) + ": missing value");
+        return argv[++k];
+    };
+    constexpr long long big = std::numeric_limits<std::int32_t>::max();
+    for (int k = 1; k < argc; ++k) {
+        const std::string_view flag = argv[k];
+        if (flag == "--help" || flag == "-h") o.help = true;
+        else if (flag == "--compare") o.compare = true;
+        else if (flag == "--plan") o.plan = true;
+        else if (flag == "--policy") {
+            const auto v = value(k, flag);
+            bool known = false;
+            for (const auto n : policy_names) known = known || n == v;
+            if (!known)
+                throw usage_error("--policy: unknown policy " + quoted(v) +
+                                  " (expected gpipe, 1f1b, interleaved, zb-h1, zb-h2, pipedream, 2bw, paci)");
+            o.policy = std::string(v);
+        } else if (flag == "--stages") o.stages = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
+        else if (flag == "--ranks") o.ranks = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
+        else if (flag == "--chunks") o.chunks = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
+        else if (flag == "--microbatches") o.microbatches = static_cast<int>(parse_integer(flag, value(k, flag), 1, big));
+        else if (flag == "--steps") o.steps = static_cast<int>(parse_integer(flag, value(k, flag), 1, big));
+        else if (flag == "--cap") {
+            o.cap.clear();
+            for (const auto item : split(value(k, flag), ','))
+                o.cap.push_back(static_cast<int>(parse_integer(flag, item, 1, big)));
+        } else if (flag == "--flavour") {
+            const auto v = value(k, flag);
+            if (v == "perf") o.flavour = paci::backward_flavour::perf;
+            else if (v == "recompute") o.flavour = paci::backward_flavour::recompute;
+            else throw usage_error("--flavour: " + quoted(v) + " (expected perf or recompute)");
+            o.flavour_given = true;
+        } else if (flag == "--costs") parse_costs(value(k, flag), o.costs);
+        else if (flag == "--send") {
+            const auto v = value(k, flag);
+            if (v == "buffered") o.sends = paci::send_semantics::buffered;
+            else if (v == "rendezvous") o.sends = paci::send_semantics::rendezvous;
+            else throw usage_error("--send: " + quoted(v) + " (expected buffered or rendezvous)");
+        } else if (flag == "--jitter") {
+            const auto text = value(k, flag);
+            const double v = parse_number(flag, text);
+            if (!(v >= 0 && v < 1)) throw usage_error("--jitter: " + quoted(text) + " must be in [0, 1)");
+            o.costs.jitter = v;
+        } else if (flag == "--seed")
+            o.costs.seed = static_cast<std::uint64_t>(parse_integer(flag, value(k, flag), 0, std::numeric_limits<long long>::max()));
+        else if (flag == "--memory-budget") o.memory_budget = static_cast<int>(parse_integer(flag, value(k, flag), 1, big));
+        else if (flag == "--drift-budget") o.drift_budget = static_cast<int>(parse_integer(flag, value(k, flag), 0, big));
+        else if (flag == "--import") o.import_file = std::string(value(k, flag));
+        else if (flag == "--format") {
+            const auto v = value(k, flag);
+            if (v == "table") o.output_format = format::table;
+            else if (v == "grid") o.output_format = format::grid;
+            else if (v == "csv") o.output_format = format::csv;
+            else if (v == "chrome") o.output_format = format::chrome;
+            else if (v == "svg") o.output_format = format::svg;
+            else if (v == "json") o.output_format = format::json;
+            else throw usage_error("--format: " + quoted(v) + " (expected table, grid, csv, chrome, svg or json)");
+        } else if (flag == "--output") o.output_file = std::string(value(k, flag));
+        else throw usage_error("unknown flag " + quoted(flag) + " (see --help)");
+    }
+    if (o.compare && o.plan) throw usage_error("--compare and --plan: choose one");
+    if ((o.compare || o.plan) && !o.import_file.empty()) throw usage_error("--import: cannot be combined with --compare or --plan");
+    if ((o.compare || o.plan) && o.output_format != format::table && o.output_format != format::json)
+        throw usage_error("--format: --compare and --plan print table or json");
+    if (o.ranks == 0) o.ranks = o.chunks > 0 ? std::max(1, o.stages / o.chunks) : o.stages;
+    if (o.stages % o.ranks != 0)
+        throw usage_error("--ranks: '" + std::to_string(o.ranks) + "' must divide --stages (" + std::to_string(o.stages) + ")");
+    if (o.chunks == 0) o.chunks = o.stages / o.ranks;
+    if (o.chunks * o.ranks != o.stages)
+        throw usage_error("--chunks: '" + std::to_string(o.chunks) + "' times --ranks (" + std::to_string(o.ranks) +
+                          ") must equal --stages (" + std::to_string(o.stages) + ")");
+    if (o.policy == "interleaved" && o.chunks == 1 && o.ranks == o.stages && o.stages % 2 == 0) {
+        o.chunks = 2; // interleaving needs chunks: by default two per rank
+        o.ranks = o.stages / 2;
+    }
+    if (o.policy != "interleaved" && o.ranks != o.stages && !o.compare && !o.plan)
+        throw usage_error("--ranks: '" + std::to_string(o.ranks) + "' differs from --stages (" + std::to_string(o.stages) +
+                          "): only --policy interleaved places several stages on a rank");
+    if (o.flavour_given && o.flavour == paci::backward_flavour::recompute && o.policy != "gpipe" && o.policy != "1f1b" &&
+        o.policy != "paci" && !o.compare && !o.plan)
+        throw usage_error("--flavour: 'recompute' is available for gpipe, 1f1b and paci, not " + quoted(o.policy));
+    if (!o.cap.empty() && o.policy != "paci" && o.policy != "1f1b" && o.policy != "pipedream" && o.policy != "2bw")
+        throw usage_error("--cap: applies to paci, 1f1b, pipedream and 2bw, not " + quoted(o.policy));
+    if (o.cap.size() == 1) {
+        const int l = o.cap.front();
+        o.cap.clear();
+        for (int s = 0; s < o.stages; ++s) o.cap.push_back(std::min(l, o.stages - s));
+    }
+    try {
+        o.costs.validate(o.stages);
+    } catch (const paci::config_error& e) {
+        throw usage_error(std::string("--costs: ") + e.what());
+    }
+    return o;
+}
+
+} // namespace paci_plan

@@ -1,0 +1,107 @@
+// paci-plan: build the schedule a command line asks for and run every analysis on it.
+#pragma once
+
+#include "options.hpp"
+
+#include <paci/paci.hpp>
+#include <paci/plan/planner.hpp>
+#include <paci/sim/simulate.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace paci_plan {
+
+/// Everything paci-plan reports about one schedule.
+struct result {
+    std::string policy;
+    int stages = 0;
+    int ranks = 0;
+    int microbatches = 0; ///< per update
+    int steps = 0;
+    paci::schedule compute;
+    paci::schedule lowered;
+    paci::validation_report validation;
+    paci::simulation sim;
+    paci::replay_result versions;
+    paci::memory_report memory;
+    std::optional<paci::version_bounds> bounds; ///< none for imported schedules
+    paci::drift_report drift;
+};
+
+inline int default_steps(const options& o, int per_update) {
+    return o.steps > 0 ? o.steps : std::max(4, paci::detail::ceil_div(4 * o.stages, per_update) + 2);
+}
+
+/// Lowering, validation, simulation and replay of a compute schedule.
+inline result analyse(paci::schedule compute, const options& o, std::optional<paci::version_bounds> bounds,
+                      const auto& controller) {
+    result r;
+    r.policy = compute.policy;
+    r.stages = compute.shape.stages;
+    r.ranks = compute.shape.ranks;
+    r.steps = compute.steps;
+    r.microbatches = compute.steps > 0 ? compute.microbatches / compute.steps : compute.microbatches;
+    r.validation = paci::validate(compute);
+    if (r.validation.valid()) {
+        r.lowered = paci::lower(compute, o.sends == paci::send_semantics::rendezvous ? paci::lowering::rendezvous_safe
+                                                                                     : paci::lowering::eager);
+        r.validation = paci::validate(r.lowered);
+        r.sim = paci::simulate(r.lowered, o.costs, o.sends);
+    }
+    r.versions = paci::replay(compute, controller);
+    r.memory = paci::memory_of(r.versions);
+    r.bounds = std::move(bounds);
+    r.drift = paci::check_drift(r.versions, r.bounds ? *r.bounds : paci::version_bounds{});
+    r.compute = std::move(compute);
+    return r;
+}
+
+template <paci::schedule_policy Policy>
+result analyse_policy(const Policy& policy, const options& o) {
+    return analyse(policy.generate(), o, paci::version_bounds::of(policy), policy.controller());
+}
+
+template <template <paci::backward_flavour> class Family>
+result with_flavour(const options& o, auto&& make) {
+    if (o.flavour == paci::backward_flavour::recompute)
+        return analyse_policy(make(Family<paci::backward_flavour::recompute>{}), o);
+    return analyse_policy(make(Family<paci::backward_flavour::perf>{}), o);
+}
+
+template <paci::backward_flavour F>
+using one_f_one_b_t = paci::one_f_one_b<F>;
+template <paci::backward_flavour F>
+using paci_t = paci::paci_policy<F>;
+
+/// The named policy at the command line's settings. \throws paci::config_error for bad settings.
+inline result run_policy(const std::string& name, const options& o) {
+    const int P = o.stages;
+    const int M = o.microbatches;
+    const int N = default_steps(o, M);
+    if (name == "gpipe")
+        return with_flavour<paci::gpipe>(o, [&](auto p) {
+            p.stages = P, p.microbatches = M, p.steps = N;
+            return p;
+        });
+    if (name == "1f1b")
+        return with_flavour<one_f_one_b_t>(o, [&](auto p) {
+            p.stages = P, p.microbatches = M, p.steps = N, p.cap = o.cap;
+            return p;
+        });
+    if (name == "paci")
+        return with_flavour<paci_t>(o, [&](auto p) {
+            p.stages = P, p.microbatches = M, p.steps = N, p.cap = o.cap;
+            return p;
+        });
+    if (name == "interleaved")
+        return analyse_policy(paci::interleaved_one_f_one_b{.ranks = o.ranks, .chunks = o.chunks, .microbatches = M, .steps = N}, o);
+    if (name == "zb-h1") return analyse_policy(paci::zb_h1{.stages = P, .microbatches = M, .steps = N}, o);
+    if (name == "zb-h2") return analyse_policy(paci::zb_h2{.stages = P, .microbatches = M, .steps = N}, o);
+    if (name == "pipedream")
+        return analyse_policy(paci::pipedream{.stages = P, .microbatches = M, .steps = N, .cap = o.cap}, o);
+    return analyse_policy(paci::pipedream_2bw{.stages = P, .microbatches = M, .steps = N, .cap = o.cap}, o);
+}
+
+} // namespace paci_plan
