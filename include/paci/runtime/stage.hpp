@@ -1,0 +1,47 @@
+#pragma once
+/// \file
+/// The `stage` concept and its refinements: what the executor needs from the user's layers.
+
+#include <concepts>
+#include <type_traits>
+#include <utility>
+
+namespace paci {
+
+/// A pipeline stage: the user's layers for one stage, with its own buffer type (a CPU vector, a
+/// device pointer with its stream, a tensor handle).
+///
+/// Requirements, on an `S s`, an `int m` (the micro-batch) and an `S::buffer_type b`:
+/// - `S::buffer_type` is movable and default-constructible (the executor moves buffers, never copies);
+/// - `s.forward(m, std::move(b))` → `buffer_type`: the output for the next stage. The first stage gets
+///   an empty buffer and loads micro-batch `m`'s input itself; the last stage computes the loss and
+///   may return an empty buffer;
+/// - `s.backward(m, std::move(g))` → `buffer_type`: the gradient for the previous stage (the first
+///   stage may return an empty buffer). The last stage gets an empty buffer and starts from its loss;
+/// - `s.step()`: apply the accumulated gradients (the optimizer update) and zero them.
+///
+/// Valid model: a struct with `using buffer_type = std::vector<float>;` and those three members.
+/// Near miss: a stage whose `backward` takes the micro-batch only (no gradient to start from).
+template <class S>
+concept stage = requires(S& s, int m, typename S::buffer_type b) {
+    typename S::buffer_type;
+    requires std::movable<typename S::buffer_type> && std::default_initializable<typename S::buffer_type>;
+    { s.forward(m, std::move(b)) } -> std::same_as<typename S::buffer_type>;
+    { s.backward(m, std::move(b)) } -> std::same_as<typename S::buffer_type>;
+    s.step();
+};
+
+/// A stage that splits its backward (zero-bubble policies): `backward_input(m, g)` → the gradient
+/// for the previous stage; `backward_weight(m)` accumulates the weight gradient later.
+template <class S>
+concept split_backward_stage = stage<S> && requires(S& s, int m, typename S::buffer_type b) {
+    { s.backward_input(m, std::move(b)) } -> std::same_as<typename S::buffer_type>;
+    s.backward_weight(m);
+};
+
+/// A stage that can drop a forward's activations and recompute them (the recompute flavour):
+/// `recompute(m)` rebuilds micro-batch `m`'s activations from its stored input right before its backward.
+template <class S>
+concept recompute_stage = stage<S> && requires(S& s, int m) { s.recompute(m); };
+
+} // namespace paci
