@@ -103,9 +103,9 @@ TEST_CASE("interleaved: 2 ranks, 2 chunks, 2 micro-batches, by hand", "[unit][po
     CHECK(s.policy == "interleaved_one_f_one_b{.ranks = 2, .chunks = 2, .microbatches = 2, .steps = 1}");
     REQUIRE(s.ranks.size() == 2);
     // Rank 0 (stages 0 and 2) warms up with all 4 of its forwards, then drains chunk 1 before chunk 0.
-    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 2B0 2B1 0B0 0B1 0STEP0 2STEP0"));
+    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 2B0 2B1 2STEP0 0B0 0B1 0STEP0"));
     // Rank 1 (stages 1 and 3) warms up with 2, then alternates one forward and one backward.
-    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 1B0 1B1 1STEP0 3STEP0"));
+    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 3STEP0 1B0 1B1 1STEP0"));
     CHECK(paci::validate(s).valid());
 }
 
@@ -113,8 +113,8 @@ TEST_CASE("interleaved: 2 ranks, 2 chunks, 4 micro-batches, by hand", "[unit][po
     const paci::schedule s = IL{.ranks = 2, .chunks = 2, .microbatches = 4, .steps = 1}.generate();
     // Forward k of a rank: chunk (k / 2) % 2, micro-batch (k / 4) * 2 + k % 2 -> (c0,0) (c0,1) (c1,0)
     // (c1,1) (c0,2) (c0,3) (c1,2) (c1,3); backward k: the same micro-batches, chunks reversed.
-    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 0F2 2B0 0F3 2B1 2F2 0B0 2F3 0B1 2B2 2B3 0B2 0B3 0STEP0 2STEP0"));
-    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 1F2 1B0 1F3 1B1 3F2 3B2 3F3 3B3 1B2 1B3 1STEP0 3STEP0"));
+    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 0F2 2B0 0F3 2B1 2F2 0B0 2F3 0B1 2B2 2B3 2STEP0 0B2 0B3 0STEP0"));
+    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 1F2 1B0 1F3 1B1 3F2 3B2 3F3 3B3 3STEP0 1B2 1B3 1STEP0"));
     CHECK(paci::validate(s).valid());
 }
 
@@ -122,7 +122,7 @@ TEST_CASE("interleaved: one rank runs its chunks back to back", "[unit][policy][
     const paci::schedule s = IL{.ranks = 1, .chunks = 2, .microbatches = 2, .steps = 1}.generate();
     CHECK(s.shape == paci::pipeline_shape{2, 1, paci::stage_map::loop});
     // Warm-up 2 (1 - 0 - 1) + (2 - 1) 1 = 1.
-    CHECK(s.ranks[0] == program("0F0 1F0 1B0 0F1 0B0 1F1 1B1 0B1 0STEP0 1STEP0"));
+    CHECK(s.ranks[0] == program("0F0 1F0 1B0 0F1 0B0 1F1 1B1 1STEP0 0B1 0STEP0"));
     CHECK(paci::validate(s).valid());
 }
 
@@ -130,10 +130,10 @@ TEST_CASE("interleaved: two steps repeat on the next micro-batches", "[unit][pol
     const paci::schedule s = IL{.ranks = 2, .chunks = 2, .microbatches = 2, .steps = 2}.generate();
     CHECK(s.microbatches == 4);
     CHECK(s.steps == 2);
-    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 2B0 2B1 0B0 0B1 0STEP0 2STEP0 "
-                                "0F2 0F3 2F2 2F3 2B2 2B3 0B2 0B3 0STEP1 2STEP1"));
-    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 1B0 1B1 1STEP0 3STEP0 "
-                                "1F2 1F3 3F2 3B2 3F3 3B3 1B2 1B3 1STEP1 3STEP1"));
+    CHECK(s.ranks[0] == program("0F0 0F1 2F0 2F1 2B0 2B1 2STEP0 0B0 0B1 0STEP0 "
+                                "0F2 0F3 2F2 2F3 2B2 2B3 2STEP1 0B2 0B3 0STEP1"));
+    CHECK(s.ranks[1] == program("1F0 1F1 3F0 3B0 3F1 3B1 3STEP0 1B0 1B1 1STEP0 "
+                                "1F2 1F3 3F2 3B2 3F3 3B3 3STEP1 1B2 1B3 1STEP1"));
 }
 
 TEST_CASE("interleaved: counts, warm-up and validity over a grid", "[unit][policy][interleaved][property]") {

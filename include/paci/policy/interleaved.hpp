@@ -7,13 +7,14 @@
 
 #include <algorithm>
 #include <ostream>
+#include <vector>
 
 namespace paci {
 
 /// Interleaved 1F1B: `ranks` ranks each run `chunks` stages placed by the loop map (stage
 /// `c * ranks + r` on rank `r`), so the pipeline has `ranks * chunks` stages. Rank `r` runs
 /// `2 (ranks - r - 1) + (chunks - 1) ranks` warm-up forwards, then alternates one forward and one
-/// backward, then drains; a flush and an update per stage after every `microbatches` micro-batches.
+/// backward, then drains; a flush, and each stage updates right after its last backward of the step.
 /// Requires `microbatches` to be a multiple of `ranks` (micro-batches advance through chunks in
 /// blocks of `ranks`).
 struct interleaved_one_f_one_b {
@@ -56,8 +57,12 @@ struct interleaved_one_f_one_b {
                 const int base = g * microbatches;
                 const auto mb = [&](int k) { return base + (k / block) * ranks + k % ranks; };
                 const auto fwd = [&](int k) { prog.emplace_back(op::F, ((k / ranks) % chunks) * ranks + r, mb(k)); };
+                std::vector<int> done(static_cast<std::size_t>(chunks), 0);
                 const auto bwd = [&](int k) {
-                    prog.emplace_back(op::B, (chunks - 1 - (k / ranks) % chunks) * ranks + r, mb(k));
+                    const int chunk = chunks - 1 - (k / ranks) % chunks;
+                    prog.emplace_back(op::B, chunk * ranks + r, mb(k));
+                    // A stage updates right after its last backward of the step (as the executor does).
+                    if (++done[static_cast<std::size_t>(chunk)] == microbatches) prog.emplace_back(op::STEP, chunk * ranks + r, g);
                 };
                 const int w = warmup(r);
                 for (int k = 0; k < w; ++k) fwd(k);
@@ -66,7 +71,6 @@ struct interleaved_one_f_one_b {
                     bwd(k);
                 }
                 for (int k = per_step - w; k < per_step; ++k) bwd(k);
-                for (int c = 0; c < chunks; ++c) prog.emplace_back(op::STEP, c * ranks + r, g);
             }
         }
         return out;
