@@ -33,6 +33,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include "support/measure.hpp"
+#include "support/workloads.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -46,7 +49,10 @@
 
 namespace {
 
-enum class workload { one_f_one_b, paci };
+using paci_bench::measure;
+using paci_bench::one_f_one_b_policy;
+using paci_bench::paci_policy;
+using paci_bench::workload;
 
 using key = std::tuple<paci::op, int, int>;
 
@@ -455,42 +461,8 @@ template <class Policy>
     return out;
 }
 
-[[nodiscard]] paci::one_f_one_b<> one_f_one_b_policy() {
-    return paci::one_f_one_b<>{.stages = 64, .microbatches = 4096, .steps = 1, .cap = {}};
-}
-[[nodiscard]] paci::paci_policy<> paci_policy() {
-    return paci::paci_policy<>{.stages = 64, .microbatches = 64, .steps = 64, .cap = {}};
-}
-
 [[nodiscard]] const prepared& inputs(workload w) {
-    if (w == workload::one_f_one_b) {
-        static const prepared p = prepare(one_f_one_b_policy());
-        return p;
-    }
-    static const prepared p = prepare(paci_policy());
-    return p;
-}
-
-/// Times `work()` after one untimed call. The warm-up keeps the previous benchmark's debris out of
-/// the first timed iteration: a naive baseline frees millions of map nodes, and glibc consolidates
-/// them on the next large allocation (a one-off ~0.2 s that otherwise lands on whichever benchmark
-/// runs next and, with a short --benchmark_min_time, is all that gets measured).
-template <class Work>
-void measure(benchmark::State& state, const std::string& error, std::size_t items, Work work) {
-    if (!error.empty()) {
-        state.SkipWithError(error.c_str());
-        return;
-    }
-    {
-        auto warm = work();
-        benchmark::DoNotOptimize(warm);
-    }
-    for (auto _ : state) {
-        auto result = work();
-        benchmark::DoNotOptimize(result);
-        benchmark::ClobberMemory();
-    }
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(items));
+    return paci_bench::prepared_once(w, [](const auto& policy) { return prepare(policy); });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -24,9 +24,11 @@
 
 #include <benchmark/benchmark.h>
 
+#include "support/measure.hpp"
+#include "support/workloads.hpp"
+
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
 #include <deque>
 #include <map>
 #include <set>
@@ -37,14 +39,10 @@
 
 namespace {
 
-enum class workload { one_f_one_b, paci };
-
-[[nodiscard]] paci::one_f_one_b<> one_f_one_b_policy() {
-    return paci::one_f_one_b<>{.stages = 64, .microbatches = 4096, .steps = 1, .cap = {}};
-}
-[[nodiscard]] paci::paci_policy<> paci_policy() {
-    return paci::paci_policy<>{.stages = 64, .microbatches = 64, .steps = 64, .cap = {}};
-}
+using paci_bench::measure;
+using paci_bench::one_f_one_b_policy;
+using paci_bench::paci_policy;
+using paci_bench::workload;
 
 // ---------------------------------------------------------------------------------------------------
 // Naive baselines
@@ -90,12 +88,29 @@ template <class Controller, paci::backward_flavour Flavour>
     return out;
 }
 
+/// Whether compute `c` takes its input from a stage on another rank: then `recv` is the RECV that
+/// must come before it and `send` the SEND that the producing stage's rank must post.
+[[nodiscard]] bool needs_message(const paci::pipeline_shape& shape, const paci::action& c, paci::action& recv,
+                                 paci::action& send) {
+    const int rank = shape.rank_of(c.stage);
+    if (c.kind == paci::op::F && c.stage > 0 && shape.rank_of(c.stage - 1) != rank) {
+        recv = {paci::op::RECV_F, c.stage, c.microbatch};
+        send = {paci::op::SEND_F, c.stage - 1, c.microbatch};
+        return true;
+    }
+    if ((c.kind == paci::op::B || c.kind == paci::op::I) && c.stage + 1 < shape.stages &&
+        shape.rank_of(c.stage + 1) != rank) {
+        recv = {paci::op::RECV_B, c.stage, c.microbatch};
+        send = {paci::op::SEND_B, c.stage + 1, c.microbatch};
+        return true;
+    }
+    return false;
+}
+
 /// Eager lowering with map lookups: a RECV right before each compute whose input crosses ranks; its
 /// SEND right after the producing compute, or later to keep the receiver's order on the channel.
 [[nodiscard]] paci::schedule naive_lower(const paci::schedule& in) {
     using key = std::tuple<paci::op, int, int>;
-    const paci::pipeline_shape& shape = in.shape;
-    const int P = shape.stages;
     std::map<key, std::pair<int, int>> producer; // (F or B, stage, micro-batch) -> (rank, position)
     for (std::size_t r = 0; r < in.ranks.size(); ++r)
         for (std::size_t p = 0; p < in.ranks[r].size(); ++p) {
@@ -104,30 +119,15 @@ template <class Controller, paci::backward_flavour Flavour>
                 producer[key{a.kind == paci::op::F ? paci::op::F : paci::op::B, a.stage, a.microbatch}] = {
                     static_cast<int>(r), static_cast<int>(p)};
         }
-    const auto needs = [&](const paci::action& c, paci::action& recv, paci::action& send, key& from) {
-        const int rank = shape.rank_of(c.stage);
-        if (c.kind == paci::op::F && c.stage > 0 && shape.rank_of(c.stage - 1) != rank) {
-            recv = {paci::op::RECV_F, c.stage, c.microbatch};
-            send = {paci::op::SEND_F, c.stage - 1, c.microbatch};
-            from = key{paci::op::F, c.stage - 1, c.microbatch};
-            return true;
-        }
-        if ((c.kind == paci::op::B || c.kind == paci::op::I) && c.stage + 1 < P && shape.rank_of(c.stage + 1) != rank) {
-            recv = {paci::op::RECV_B, c.stage, c.microbatch};
-            send = {paci::op::SEND_B, c.stage + 1, c.microbatch};
-            from = key{paci::op::B, c.stage + 1, c.microbatch};
-            return true;
-        }
-        return false;
-    };
     std::vector<std::map<int, std::vector<paci::action>>> sends(in.ranks.size()); // per sender: after position
     std::map<std::pair<int, int>, int> channel_last;                                // (src, dst) -> last position
     for (std::size_t r = 0; r < in.ranks.size(); ++r)
         for (const paci::action c : in.ranks[r]) {
             paci::action recv, send;
-            key from;
-            if (!needs(c, recv, send, from)) continue;
-            const auto it = producer.find(from);
+            if (!needs_message(in.shape, c, recv, send)) continue;
+            // The producer: the forward before a SEND_F, the backward (B or I, keyed B) before a SEND_B.
+            const auto it = producer.find(key{send.kind == paci::op::SEND_F ? paci::op::F : paci::op::B, send.stage,
+                                              send.microbatch});
             if (it == producer.end()) throw paci::config_error("naive_lower: input never computed");
             const auto [src, at] = it->second;
             auto last = channel_last.try_emplace({src, static_cast<int>(r)}, -1).first;
@@ -141,8 +141,7 @@ template <class Controller, paci::backward_flavour Flavour>
         const auto& prog = in.ranks[r];
         for (std::size_t p = 0; p < prog.size(); ++p) {
             paci::action recv, send;
-            key from;
-            if (needs(prog[p], recv, send, from)) dst.push_back(recv);
+            if (needs_message(in.shape, prog[p], recv, send)) dst.push_back(recv);
             dst.push_back(prog[p]);
             const auto it = sends[r].find(static_cast<int>(p));
             if (it != sends[r].end()) dst.insert(dst.end(), it->second.begin(), it->second.end());
@@ -160,20 +159,6 @@ template <class Controller, paci::backward_flavour Flavour>
     const int P = shape.stages;
     enum class state { produced, waiting, sent };
     std::map<key, state> messages; // (SEND_F or SEND_B, producer stage, micro-batch)
-    const auto needs = [&](const paci::action& c, paci::action& recv, paci::action& send) {
-        const int rank = shape.rank_of(c.stage);
-        if (c.kind == paci::op::F && c.stage > 0 && shape.rank_of(c.stage - 1) != rank) {
-            recv = {paci::op::RECV_F, c.stage, c.microbatch};
-            send = {paci::op::SEND_F, c.stage - 1, c.microbatch};
-            return true;
-        }
-        if ((c.kind == paci::op::B || c.kind == paci::op::I) && c.stage + 1 < P && shape.rank_of(c.stage + 1) != rank) {
-            recv = {paci::op::RECV_B, c.stage, c.microbatch};
-            send = {paci::op::SEND_B, c.stage + 1, c.microbatch};
-            return true;
-        }
-        return false;
-    };
     const auto produces = [&](const paci::action& c, paci::action& send, paci::action& recv) {
         const int rank = shape.rank_of(c.stage);
         if (c.kind == paci::op::F && c.stage + 1 < P && shape.rank_of(c.stage + 1) != rank) {
@@ -200,7 +185,7 @@ template <class Controller, paci::backward_flavour Flavour>
         if (pc[r] >= prog.size()) continue;
         const paci::action c = prog[pc[r]];
         paci::action recv, send;
-        if (needs(c, recv, send)) {
+        if (needs_message(shape, c, recv, send)) {
             const auto it = messages.find(key{send.kind, send.stage, send.microbatch});
             if (it == messages.end() || it->second == state::waiting) {
                 messages[key{send.kind, send.stage, send.microbatch}] = state::waiting;
@@ -256,34 +241,7 @@ template <class Policy>
 }
 
 [[nodiscard]] const prepared& inputs(workload w) {
-    if (w == workload::one_f_one_b) {
-        static const prepared p = prepare(one_f_one_b_policy());
-        return p;
-    }
-    static const prepared p = prepare(paci_policy());
-    return p;
-}
-
-/// Times `work()` after one untimed call. The warm-up keeps the previous benchmark's debris out of
-/// the first timed iteration: a naive baseline frees millions of map nodes, and glibc consolidates
-/// them on the next large allocation (a one-off ~0.2 s that otherwise lands on whichever benchmark
-/// runs next and, with a short --benchmark_min_time, is all that gets measured).
-template <class Work>
-void measure(benchmark::State& state, const std::string& error, std::size_t items, Work work) {
-    if (!error.empty()) {
-        state.SkipWithError(error.c_str());
-        return;
-    }
-    {
-        auto warm = work();
-        benchmark::DoNotOptimize(warm);
-    }
-    for (auto _ : state) {
-        auto result = work();
-        benchmark::DoNotOptimize(result);
-        benchmark::ClobberMemory();
-    }
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(items));
+    return paci_bench::prepared_once(w, [](const auto& policy) { return prepare(policy); });
 }
 
 // ---------------------------------------------------------------------------------------------------

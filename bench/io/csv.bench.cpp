@@ -9,18 +9,20 @@
 
 #include <benchmark/benchmark.h>
 
+#include "support/workloads.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace {
 
 const paci::schedule& big_schedule() {
-    static const paci::schedule s =
-        paci::lower(paci::one_f_one_b<>{.stages = 64, .microbatches = 4096, .steps = 1}.generate());
+    static const paci::schedule s = paci::lower(paci_bench::one_f_one_b_policy().generate());
     return s;
 }
 
@@ -29,26 +31,38 @@ const std::string& big_text() {
     return text;
 }
 
-void BM_import_paci(benchmark::State& state) {
+/// Times `import(text)` on the big schedule's CSV text, counting its bytes and actions.
+template <class Import>
+void measure_import(benchmark::State& state, Import import) {
     const std::string& text = big_text();
     for (auto _ : state) {
-        paci::imported_schedule in = paci::parse_csv(text);
+        auto in = import(text);
         benchmark::DoNotOptimize(in);
     }
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(text.size()));
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(big_schedule().size()));
 }
 
-void BM_export_paci(benchmark::State& state) {
+/// Times `export_text(s)` on the big schedule, counting the bytes it writes and the actions.
+template <class Export>
+void measure_export(benchmark::State& state, Export export_text) {
     const paci::schedule& s = big_schedule();
     std::size_t bytes = 0;
     for (auto _ : state) {
-        std::string text = paci::export_csv(s);
+        std::string text = export_text(s);
         bytes = text.size();
         benchmark::DoNotOptimize(text);
     }
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(s.size()));
+}
+
+void BM_import_paci(benchmark::State& state) {
+    measure_import(state, [](const std::string& text) { return paci::parse_csv(text); });
+}
+
+void BM_export_paci(benchmark::State& state) {
+    measure_export(state, [](const paci::schedule& s) { return paci::export_csv(s); });
 }
 
 /// What a first implementation would do: lines, then cells, then a regex per cell.
@@ -88,27 +102,9 @@ std::string naive_export(const paci::schedule& s) {
     return std::move(out).str();
 }
 
-void BM_import_naive(benchmark::State& state) {
-    const std::string& text = big_text();
-    for (auto _ : state) {
-        auto ranks = naive_import(text);
-        benchmark::DoNotOptimize(ranks);
-    }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(text.size()));
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(big_schedule().size()));
-}
+void BM_import_naive(benchmark::State& state) { measure_import(state, naive_import); }
 
-void BM_export_naive(benchmark::State& state) {
-    const paci::schedule& s = big_schedule();
-    std::size_t bytes = 0;
-    for (auto _ : state) {
-        std::string text = naive_export(s);
-        bytes = text.size();
-        benchmark::DoNotOptimize(text);
-    }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
-    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(s.size()));
-}
+void BM_export_naive(benchmark::State& state) { measure_export(state, naive_export); }
 
 } // namespace
 

@@ -14,37 +14,20 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/property.hpp"
+#include "support/synchronous.hpp"
 
 #include <algorithm>
-#include <cstddef>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 namespace {
 
-struct mismatches {
-    std::size_t count = 0;
-    std::vector<std::string> first;
-
-    template <class... T>
-    void add(const T&... parts) {
-        ++count;
-        if (first.size() < 6) {
-            std::ostringstream o;
-            (o << ... << parts);
-            first.push_back(o.str());
-        }
-    }
-    [[nodiscard]] std::string summary() const {
-        std::string s = std::to_string(count) + " mismatches";
-        for (const auto& f : first) s += "\n  " + f;
-        return s;
-    }
-};
-
-std::size_t at(int s) { return static_cast<std::size_t>(s); }
+using paci_test::at;
+using paci_test::mismatches;
+using paci_test::random_caps;
+using paci_test::steady_steps;
 
 /// The compute schedule, and both of its lowerings, validate; the rendezvous-safe lowering is also
 /// deadlock-free under rendezvous sends. Every compute action survives lowering (same count).
@@ -81,20 +64,12 @@ TEST_CASE("analyze: every built-in policy validates under eager and rendezvous-s
     for (const int P : {1, 2, 3, 4, 5, 8})
         for (const int M : {1, 2, P, 2 * P + 1})
             for (const int N : {1, 3}) {
-                check_valid(paci::one_f_one_b<>{.stages = P, .microbatches = M, .steps = N}, mm, checked);
-                check_valid(paci::one_f_one_b<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N}, mm,
-                            checked);
-                check_valid(paci::gpipe<>{.stages = P, .microbatches = M, .steps = N}, mm, checked);
-                check_valid(paci::gpipe<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N}, mm,
-                            checked);
-                check_valid(paci::zb_h1{.stages = P, .microbatches = M, .steps = N}, mm, checked);
-                check_valid(paci::zb_h2{.stages = P, .microbatches = M, .steps = N}, mm, checked);
+                paci_test::for_each_synchronous_policy(P, M, N, [&](const auto& p) { check_valid(p, mm, checked); });
                 check_valid(paci::paci_policy<>{.stages = P, .microbatches = M, .steps = N}, mm, checked);
                 check_valid(paci::paci_policy<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N}, mm,
                             checked);
                 // User caps: >= 1, non-increasing, last = 1.
-                std::vector<int> caps(at(P), 1);
-                for (int s = P - 2; s >= 0; --s) caps[at(s)] = caps[at(s) + 1] + static_cast<int>(rng() % 3U);
+                const std::vector<int> caps = random_caps(rng, P, 3U);
                 check_valid(paci::paci_policy<>{.stages = P, .microbatches = M, .steps = N, .cap = caps}, mm, checked);
                 check_valid(paci::pipedream{.stages = P, .microbatches = std::max(1, M / P), .steps = N * P}, mm, checked);
                 if (M >= P - 1)
@@ -118,7 +93,7 @@ TEST_CASE("analyze: PACI's one-call report carries the closed-form drift, bound 
     for (int P = 2; P <= 8; ++P)
         for (const int a : {1, 2, 3, P - 1, P, 2 * P}) {
             if (a < 1) continue;
-            const int N = (3 * P + 2 * a + a - 1) / a;
+            const int N = steady_steps(P, a);
             for (const auto mode : {paci::lowering::eager, paci::lowering::rendezvous_safe}) {
                 const paci::paci_policy<> p{.stages = P, .microbatches = a, .steps = N};
                 const auto an = paci::analyze(p, mode);

@@ -14,11 +14,11 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/property.hpp"
+#include "support/synchronous.hpp"
 
 #include <algorithm>
-#include <cstddef>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,44 +30,11 @@ int ceil_over(int n, int d) { return n <= 0 ? 0 : (n + d - 1) / d; }
 /// PACI.md: drift_s <= ceil((L_s - 1) / a), attained on long runs; with the default cap L_s = P - s.
 int paci_bound(int cap, int a) { return ceil_over(cap - 1, a); }
 
-/// Steps so that the window holds at least 3 * cap0 + 2a micro-batches.
-int steady_steps(int cap0, int a) { return (3 * cap0 + 2 * a + a - 1) / a; }
-
-std::vector<int> default_caps(int P) {
-    std::vector<int> c;
-    for (int s = 0; s < P; ++s) c.push_back(P - s);
-    return c;
-}
-
-/// Random valid caps (>= 1, non-increasing, last = 1) from raw mt19937 output (standardized).
-std::vector<int> random_caps(std::mt19937& rng, int P) {
-    std::vector<int> c(static_cast<std::size_t>(P), 1);
-    for (int s = P - 2; s >= 0; --s)
-        c[static_cast<std::size_t>(s)] = c[static_cast<std::size_t>(s) + 1] + static_cast<int>(rng() % 4U);
-    return c;
-}
-
-struct mismatches {
-    std::size_t count = 0;
-    std::vector<std::string> first;
-
-    template <class... T>
-    void add(const T&... parts) {
-        ++count;
-        if (first.size() < 6) {
-            std::ostringstream o;
-            (o << ... << parts);
-            first.push_back(o.str());
-        }
-    }
-    [[nodiscard]] std::string summary() const {
-        std::string s = std::to_string(count) + " mismatches";
-        for (const auto& f : first) s += "\n  " + f;
-        return s;
-    }
-};
-
-std::size_t at(int s) { return static_cast<std::size_t>(s); }
+using paci_test::at;
+using paci_test::default_caps;
+using paci_test::mismatches;
+using paci_test::random_caps;
+using paci_test::steady_steps;
 
 /// Checks a PACI replay's per-stage maxima against the closed form for `caps`, the code's claimed
 /// bounds against the same closed form, and the report of check_drift against the policy.
@@ -147,7 +114,7 @@ TEST_CASE("drift: PACI with user caps L_s has maximum drift exactly ceil((L_s-1)
     std::mt19937 rng(1234U);
     std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {8, 8, 8, 8, 1}, {4, 2, 2, 1}, {17, 9, 1}};
     for (int P = 2; P <= 16; ++P)
-        for (int k = 0; k < 3; ++k) cap_sets.push_back(random_caps(rng, P));
+        for (int k = 0; k < 3; ++k) cap_sets.push_back(random_caps(rng, P, 4U));
     for (const auto& caps : cap_sets)
         for (int a = 1; a <= 17; ++a) {
             const int P = static_cast<int>(caps.size());
@@ -238,19 +205,11 @@ void check_synchronous(const Policy& p, mismatches& mm) {
 
 TEST_CASE("drift: 1F1B-flush, GPipe, interleaved 1F1B, ZB-H1 and ZB-H2 have drift and staleness 0",
           "[property][drift]") {
-    using paci::backward_flavour;
     mismatches mm;
     for (int P = 1; P <= 10; ++P)
         for (const int M : {1, 2, P, P + 1, 2 * P + 1})
-            for (const int N : {1, 3}) {
-                check_synchronous(paci::one_f_one_b<>{.stages = P, .microbatches = M, .steps = N}, mm);
-                check_synchronous(paci::one_f_one_b<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N},
-                                  mm);
-                check_synchronous(paci::gpipe<>{.stages = P, .microbatches = M, .steps = N}, mm);
-                check_synchronous(paci::gpipe<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N}, mm);
-                check_synchronous(paci::zb_h1{.stages = P, .microbatches = M, .steps = N}, mm);
-                check_synchronous(paci::zb_h2{.stages = P, .microbatches = M, .steps = N}, mm);
-            }
+            for (const int N : {1, 3})
+                paci_test::for_each_synchronous_policy(P, M, N, [&](const auto& p) { check_synchronous(p, mm); });
     for (int R = 1; R <= 5; ++R)
         for (int V = 1; V <= 4; ++V)
             for (const int k : {1, 2, 3})

@@ -13,6 +13,8 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/program_text.hpp"
+#include "support/property.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -24,25 +26,11 @@
 
 namespace {
 
-struct mismatches {
-    std::size_t count = 0;
-    std::vector<std::string> first;
-
-    template <class... T>
-    void add(const T&... parts) {
-        ++count;
-        if (first.size() < 6) {
-            std::ostringstream o;
-            (o << ... << parts);
-            first.push_back(o.str());
-        }
-    }
-    [[nodiscard]] std::string summary() const {
-        std::string s = std::to_string(count) + " mismatches";
-        for (const auto& f : first) s += "\n  " + f;
-        return s;
-    }
-};
+using paci_test::at;
+using paci_test::default_caps;
+using paci_test::mismatches;
+using paci_test::random_caps;
+using paci_test::steady_steps;
 
 std::string show(const std::vector<int>& v) {
     std::ostringstream o;
@@ -51,8 +39,6 @@ std::string show(const std::vector<int>& v) {
     o << '}';
     return o.str();
 }
-
-std::size_t at(int s) { return static_cast<std::size_t>(s); }
 
 /// Per-stage expectations as functions of the stage; -1 means "not checked".
 template <class Policy, class Stored, class Acts, class Versions>
@@ -127,9 +113,7 @@ TEST_CASE("memory: PACI stores min(a*N, L_s) per stage (1F1B's footprint); recom
         for (int a = 1; a <= 17; a += 2)
             for (const int N : {1, 2, 8}) {
                 for (const bool user_caps : {false, true}) {
-                    std::vector<int> caps(at(P), 1);
-                    for (int s = P - 2; s >= 0; --s)
-                        caps[at(s)] = user_caps ? caps[at(s) + 1] + static_cast<int>(rng() % 3U) : P - s;
+                    const std::vector<int> caps = user_caps ? random_caps(rng, P, 3U) : default_caps(P);
                     const auto stored = [&](int s) { return std::min(a * N, caps[at(s)]); };
                     const auto one = [](int) { return 1; };
                     paci::paci_policy<> p{.stages = P, .microbatches = a, .steps = N};
@@ -264,7 +248,7 @@ TEST_CASE("memory: PipeDream keeps P-s weight versions at stage s, PipeDream-2BW
                      [&](int s) { return P - s; }, mm);
         if (P >= 2)
             for (const int a : {P - 1, P, 2 * P}) {
-                const int N = (3 * P + 2 * a + a - 1) / a;
+                const int N = steady_steps(P, a);
                 const auto stored2 = [&](int s) { return std::min(a * N, P - s); };
                 check_memory(paci::pipedream_2bw{.stages = P, .microbatches = a, .steps = N}, stored2, stored2,
                              [&](int s) { return s < P - 1 ? 2 : 1; }, mm);
@@ -279,12 +263,8 @@ TEST_CASE("memory: a stashing stage counts its current version beside the stashe
     // F0 and F1 stash version 0. After STEP0 the stage holds version 0 (stashed by micro-batch 1, still
     // in flight) and its current version 1: 2 resident. After B1 nothing is stashed: 1.
     // Stored after each action: 1 2 1 1 0 0.
-    using paci::op;
-    paci::schedule sch;
-    sch.shape = {1, 1, paci::stage_map::loop};
-    sch.microbatches = 2;
-    sch.steps = 2;
-    sch.ranks = {{{op::F, 0, 0}, {op::F, 0, 1}, {op::B, 0, 0}, {op::STEP, 0, 0}, {op::B, 0, 1}, {op::STEP, 0, 1}}};
+    const paci::schedule sch =
+        paci_test::make_schedule({1, 1, paci::stage_map::loop}, 2, 2, {"0F0 0F1 0B0 0STEP0 0B1 0STEP1"});
     const auto r = paci::replay(sch, paci::stash{.every = 1});
     const auto mem = paci::memory_of(r);
     CHECK(mem.peak_versions == std::vector<int>{2});

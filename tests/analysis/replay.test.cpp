@@ -13,6 +13,8 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/program_text.hpp"
+#include "support/property.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -34,44 +36,10 @@ namespace {
 int v_backward(int m, int a) { return m / a; }
 int v_forward(int m, int cap, int a) { return std::max(0, m - cap + 1) / a; }
 
-/// Steps so that the window holds at least 3 * cap0 + 2a micro-batches (fill, steady state, drain).
-int steady_steps(int cap0, int a) { return (3 * cap0 + 2 * a + a - 1) / a; }
-
-std::vector<int> default_caps(int P) {
-    std::vector<int> c;
-    for (int s = 0; s < P; ++s) c.push_back(P - s);
-    return c;
-}
-
-/// Random valid caps (>= 1, non-increasing, last = 1) from a fixed-seed generator. Uses the raw
-/// mt19937 output (standardized), not a distribution (implementation-defined).
-std::vector<int> random_caps(std::mt19937& rng, int P) {
-    std::vector<int> c(static_cast<std::size_t>(P), 1);
-    for (int s = P - 2; s >= 0; --s)
-        c[static_cast<std::size_t>(s)] = c[static_cast<std::size_t>(s) + 1] + static_cast<int>(rng() % 3U);
-    return c;
-}
-
-/// Collects mismatches; a test REQUIREs the count is 0 and prints the first few.
-struct mismatches {
-    std::size_t count = 0;
-    std::vector<std::string> first;
-
-    template <class... T>
-    void add(const T&... parts) {
-        ++count;
-        if (first.size() < 6) {
-            std::ostringstream o;
-            (o << ... << parts);
-            first.push_back(o.str());
-        }
-    }
-    [[nodiscard]] std::string summary() const {
-        std::string s = std::to_string(count) + " mismatches";
-        for (const auto& f : first) s += "\n  " + f;
-        return s;
-    }
-};
+using paci_test::default_caps;
+using paci_test::mismatches;
+using paci_test::random_caps;
+using paci_test::steady_steps;
 
 std::string show(const paci::version_record& r) {
     std::ostringstream o;
@@ -152,7 +120,7 @@ TEST_CASE("replay: PACI with user caps reads v_F = floor(max(0, m-L_s+1)/a)", "[
     std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {4, 4, 4, 1}, {7, 3, 3, 2, 2, 1},
                                            {2, 1},       {9, 1},       {5, 5, 1}};
     for (int P = 2; P <= 12; ++P)
-        for (int k = 0; k < 4; ++k) cap_sets.push_back(random_caps(rng, P));
+        for (int k = 0; k < 4; ++k) cap_sets.push_back(random_caps(rng, P, 3U));
     for (const auto& caps : cap_sets)
         for (const int a : {1, 2, 3, 4, 5, 8, 13}) {
             const int N = steady_steps(caps.front(), a);
@@ -196,7 +164,7 @@ TEST_CASE("replay: PACI stage s applies exactly `steps` updates and its vertical
     for (int P = 2; P <= 16; ++P)
         for (int a = 1; a <= 17; a += 2) {
             for (const bool user_caps : {false, true}) {
-                const auto caps = user_caps ? random_caps(rng, P) : default_caps(P);
+                const auto caps = user_caps ? random_caps(rng, P, 3U) : default_caps(P);
                 const int N = steady_steps(caps.front(), a);
                 paci::paci_policy<> p{.stages = P, .microbatches = a, .steps = N};
                 if (user_caps) p.cap = caps;
@@ -336,13 +304,8 @@ TEST_CASE("replay: a micro-batch with no forward or backward in the schedule kee
     //   rank 1: 1F0 1B0 1F1 1B1 1STEP0                (1F2, 1B2 missing)
     // Versions by hand: stage 0 reads 0 for F0, F1, B0, B1 and 1 for F2; stage 1 reads 0 throughout.
     // Gradients of 0 and 1 are applied to version 0 at both stages; m = 2 is never applied.
-    paci::schedule sch;
-    sch.shape = {2, 2, paci::stage_map::loop};
-    sch.microbatches = 3;
-    sch.steps = 1;
-    using paci::op;
-    sch.ranks = {{{op::F, 0, 0}, {op::F, 0, 1}, {op::B, 0, 0}, {op::B, 0, 1}, {op::STEP, 0, 0}, {op::F, 0, 2}},
-                 {{op::F, 1, 0}, {op::B, 1, 0}, {op::F, 1, 1}, {op::B, 1, 1}, {op::STEP, 1, 0}}};
+    const paci::schedule sch = paci_test::make_schedule({2, 2, paci::stage_map::loop}, 3, 1,
+                                                        {"0F0 0F1 0B0 0B1 0STEP0 0F2", "1F0 1B0 1F1 1B1 1STEP0"});
     const auto r = paci::replay(sch, paci::accumulation{.every = 2});
     const paci::version_record done{0, -1, 0, -1, 0};
     CHECK(r.at(0, 0) == done);

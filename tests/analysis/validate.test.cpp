@@ -9,10 +9,10 @@
 #include <paci/policy/one_f_one_b.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
 
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,13 +25,7 @@ using paci::op;
 using paci::rule;
 using paci::send_semantics;
 using paci_test::make_schedule;
-
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
+using paci_test::print;
 
 constexpr paci::pipeline_shape one_stage{1, 1, paci::stage_map::loop};
 constexpr paci::pipeline_shape two_ranks{2, 2, paci::stage_map::loop};

@@ -21,6 +21,7 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
 
 #include <cstddef>
@@ -35,6 +36,7 @@ using Catch::Matchers::ContainsSubstring;
 
 namespace {
 
+using paci_test::print;
 using paci_test::program;
 
 std::vector<paci::action> without_comm(const std::vector<paci::action>& prog) {
@@ -42,13 +44,6 @@ std::vector<paci::action> without_comm(const std::vector<paci::action>& prog) {
     for (const auto& a : prog)
         if (!paci::is_comm(a.kind)) out.push_back(a);
     return out;
-}
-
-std::size_t count_of(const paci::schedule& s, paci::op kind) {
-    std::size_t n = 0;
-    for (const auto& r : s.ranks)
-        for (const auto& a : r) n += a.kind == kind ? 1U : 0U;
-    return n;
 }
 
 struct named {
@@ -61,11 +56,7 @@ struct named {
 std::vector<named> built_in(int P, int M, int steps) {
     using paci::backward_flavour;
     std::vector<named> out;
-    const auto add = [&](const auto& policy, bool fifo) {
-        std::ostringstream name;
-        name << policy;
-        out.push_back({name.str(), policy.generate(), fifo});
-    };
+    const auto add = [&](const auto& policy, bool fifo) { out.push_back({print(policy), policy.generate(), fifo}); };
     add(paci::gpipe<>{.stages = P, .microbatches = M, .steps = steps}, true);
     add(paci::gpipe<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = steps}, true);
     add(paci::one_f_one_b<>{.stages = P, .microbatches = M, .steps = steps}, true);
@@ -367,9 +358,9 @@ TEST_CASE("lower: every built-in policy lowers to a valid schedule in both modes
             CHECK(lowered.shape == compute.shape);
             CHECK(lowered.microbatches == compute.microbatches);
             CHECK(lowered.steps == compute.steps);
-            CHECK(count_of(lowered, paci::op::SEND_F) + count_of(lowered, paci::op::SEND_B) == messages);
-            CHECK(count_of(lowered, paci::op::RECV_F) + count_of(lowered, paci::op::RECV_B) == messages);
-            CHECK(count_of(lowered, paci::op::SEND_F) == count_of(lowered, paci::op::RECV_F));
+            CHECK(paci_test::count(lowered, paci::op::SEND_F) + paci_test::count(lowered, paci::op::SEND_B) == messages);
+            CHECK(paci_test::count(lowered, paci::op::RECV_F) + paci_test::count(lowered, paci::op::RECV_B) == messages);
+            CHECK(paci_test::count(lowered, paci::op::SEND_F) == paci_test::count(lowered, paci::op::RECV_F));
 
             const auto report = paci::validate(lowered);
             INFO(report);
@@ -422,7 +413,7 @@ TEST_CASE("lower: interleaved schedules lower to valid schedules", "[unit][core]
     for (const paci::lowering mode : {paci::lowering::eager, paci::lowering::rendezvous_safe}) {
         CAPTURE(mode);
         const paci::schedule lowered = paci::lower(compute, mode);
-        CHECK(count_of(lowered, paci::op::SEND_F) + count_of(lowered, paci::op::SEND_B) == expected);
+        CHECK(paci_test::count(lowered, paci::op::SEND_F) + paci_test::count(lowered, paci::op::SEND_B) == expected);
         const auto report = paci::validate(lowered);
         INFO(report);
         CHECK(report.valid());

@@ -5,18 +5,13 @@
 #include <paci/core/shape.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 
-#include <sstream>
-#include <string>
 #include <vector>
 
 namespace {
 
-std::string print(const paci::pipeline_shape& s) {
-    std::ostringstream out;
-    out << s;
-    return out.str();
-}
+using paci_test::print;
 
 } // namespace
 
@@ -119,8 +114,8 @@ TEST_CASE("pipeline_shape: stages_of inverts rank_of", "[unit][core][shape]") {
 }
 
 TEST_CASE("pipeline_shape: printing and equality", "[unit][core][shape]") {
-    CHECK(print({8, 4, paci::stage_map::v}) == "pipeline_shape{.stages = 8, .ranks = 4, .map = v}");
-    CHECK(print({3, 3, paci::stage_map::loop}) == "pipeline_shape{.stages = 3, .ranks = 3, .map = loop}");
+    CHECK(print(paci::pipeline_shape{8, 4, paci::stage_map::v}) == "pipeline_shape{.stages = 8, .ranks = 4, .map = v}");
+    CHECK(print(paci::pipeline_shape{3, 3, paci::stage_map::loop}) == "pipeline_shape{.stages = 3, .ranks = 3, .map = loop}");
     CHECK(paci::to_string(paci::stage_map::loop) == "loop");
     CHECK(paci::to_string(paci::stage_map::v) == "v");
 

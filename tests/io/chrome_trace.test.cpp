@@ -11,6 +11,7 @@
 
 #include "io/json_reader.hpp"
 #include "support/catch.hpp"
+#include "support/program_text.hpp"
 
 #include <cstddef>
 #include <map>
@@ -137,13 +138,8 @@ TEST_CASE("chrome trace: args carry the weight version each action read", "[unit
 }
 
 TEST_CASE("chrome trace: default times are unit time per compute in program order", "[unit][io][chrome_trace]") {
-    using paci::op;
-    paci::schedule s;
-    s.shape = {2, 2, paci::stage_map::loop};
-    s.microbatches = 1;
-    s.steps = 1;
-    s.ranks = {{{op::F, 0, 0}, {op::SEND_F, 0, 0}, {op::RECV_B, 0, 0}, {op::B, 0, 0}, {op::STEP, 0, 0}},
-               {{op::RECV_F, 1, 0}, {op::F, 1, 0}, {op::B, 1, 0}, {op::SEND_B, 1, 0}, {op::STEP, 1, 0}}};
+    const paci::schedule s = paci_test::make_schedule({2, 2, paci::stage_map::loop}, 1, 1,
+                                                      {"0F0 0SEND_F0 0RECV_B0 0B0 0STEP0", "1RECV_F0 1F0 1B0 1SEND_B0 1STEP0"});
     const json trace = json_reader::parse(paci::to_chrome_trace(s));
     const auto slices = events_with(trace, "X");
     REQUIRE(slices.size() == 10);

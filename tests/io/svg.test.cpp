@@ -11,6 +11,7 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/program_text.hpp"
 
 #include <cmath>
 #include <cstddef>
@@ -118,15 +119,6 @@ std::size_t count_class(const std::vector<element>& doc, std::string_view prefix
     return n;
 }
 
-std::size_t count_op(const paci::schedule& s, bool (*pred)(paci::op)) {
-    std::size_t n = 0;
-    for (const auto& prog : s.ranks)
-        for (const paci::action& a : prog) n += pred(a.kind) ? 1U : 0U;
-    return n;
-}
-
-bool is_step(paci::op o) { return o == paci::op::STEP; }
-
 } // namespace
 
 TEST_CASE("svg: a well-formed document with a block per compute action and a mark per STEP", "[unit][io][svg]") {
@@ -138,7 +130,7 @@ TEST_CASE("svg: a well-formed document with a block per compute action and a mar
     REQUIRE(doc.front().name == "svg");
     CHECK(count_class(doc, "blk ") == s.compute_size());
     CHECK(count_class(doc, "blk op-F") == s.compute_size() / 2);
-    CHECK(count_class(doc, "step") == count_op(s, is_step));
+    CHECK(count_class(doc, "step") == paci_test::count(s, paci::op::STEP));
     CHECK(count_class(doc, "step") == 16);
     CHECK(count_class(doc, "lane") == 4);
     CHECK(count_class(doc, "drift") == 0);
@@ -208,7 +200,7 @@ TEST_CASE("svg: blocks are placed and sized by their times", "[unit][io][svg]") 
 TEST_CASE("svg: communication as thin bars, split backwards in their own colours", "[unit][io][svg]") {
     const paci::schedule zb = paci::lower(paci::zb_h1{.stages = 3, .microbatches = 3, .steps = 1}.generate());
     const std::vector<element> doc = read_xml(paci::to_svg(zb));
-    CHECK(count_class(doc, "comm") == count_op(zb, paci::is_comm));
+    CHECK(count_class(doc, "comm") == paci_test::count_if(zb, paci::is_comm));
     CHECK(count_class(doc, "blk op-I") == 9);
     CHECK(count_class(doc, "blk op-W") == 9);
     CHECK(count_class(doc, "key") == 4); // F, I, W, send/recv (the step mark has its own glyph)

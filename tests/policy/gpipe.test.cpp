@@ -7,21 +7,14 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
-
-#include <sstream>
-#include <string>
+#include "support/synchronous.hpp"
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
 using paci::backward_flavour;
+using paci_test::print;
 using paci_test::program;
 
 } // namespace
@@ -54,12 +47,7 @@ TEST_CASE("gpipe: shape, controller and bounds", "[unit][policy][gpipe]") {
     const paci::gpipe<> p{.stages = 5, .microbatches = 3, .steps = 2};
     CHECK(p.shape() == paci::pipeline_shape{5, 5, paci::stage_map::loop});
     CHECK(p.controller() == paci::flush{3});
-    for (int s = 0; s < 5; ++s) {
-        CAPTURE(s);
-        CHECK(p.drift_bound(s) == 0);
-        CHECK(p.staleness_bound(s) == 0);
-        CHECK(p.versions_bound(s) == 1);
-    }
+    paci_test::check_synchronous_bounds(p, 5);
 }
 
 TEST_CASE("gpipe: configuration errors", "[unit][policy][gpipe][errors]") {

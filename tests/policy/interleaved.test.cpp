@@ -9,21 +9,15 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
+#include "support/synchronous.hpp"
 
 #include <algorithm>
-#include <sstream>
-#include <string>
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
+using paci_test::print;
 using paci_test::program;
 using IL = paci::interleaved_one_f_one_b;
 
@@ -53,12 +47,7 @@ TEST_CASE("interleaved: loop-mapped shape, flush controller, synchronous bounds"
     const IL p{.ranks = 4, .chunks = 3, .microbatches = 8, .steps = 1};
     CHECK(p.shape() == paci::pipeline_shape{12, 4, paci::stage_map::loop});
     CHECK(p.controller() == paci::flush{8});
-    for (int s = 0; s < 12; ++s) {
-        CAPTURE(s);
-        CHECK(p.drift_bound(s) == 0);
-        CHECK(p.staleness_bound(s) == 0);
-        CHECK(p.versions_bound(s) == 1);
-    }
+    paci_test::check_synchronous_bounds(p, 12);
 }
 
 TEST_CASE("interleaved: warm-up follows Megatron's rule, capped by the forwards of a step", "[unit][policy][interleaved]") {

@@ -8,23 +8,17 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
+#include "support/synchronous.hpp"
 
 #include <algorithm>
-#include <sstream>
-#include <string>
 #include <vector>
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
 using paci::backward_flavour;
+using paci_test::print;
 using paci_test::program;
 using F1B1 = paci::one_f_one_b<>;
 
@@ -64,12 +58,7 @@ TEST_CASE("one_f_one_b: shape, controller, caps and bounds", "[unit][policy][one
     CHECK(p.cap_of(0) == 4);
     CHECK(p.cap_of(1) == 3);
     CHECK(p.cap_of(3) == 1);
-    for (int s = 0; s < 4; ++s) {
-        CAPTURE(s);
-        CHECK(p.drift_bound(s) == 0);
-        CHECK(p.staleness_bound(s) == 0);
-        CHECK(p.versions_bound(s) == 1);
-    }
+    paci_test::check_synchronous_bounds(p, 4);
     const F1B1 capped{.stages = 3, .microbatches = 3, .steps = 1, .cap = {2, 2, 1}};
     CHECK(capped.cap_of(0) == 2);
     CHECK(capped.cap_of(1) == 2);

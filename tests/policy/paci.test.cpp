@@ -9,23 +9,16 @@
 #include <paci/version/accumulation.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
 
 #include <algorithm>
-#include <sstream>
-#include <string>
 #include <vector>
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
 using paci::backward_flavour;
+using paci_test::print;
 using paci_test::program;
 using Paci = paci::paci_policy<>;
 using PaciR = paci::paci_policy<backward_flavour::recompute>;

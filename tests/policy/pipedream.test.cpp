@@ -10,21 +10,14 @@
 #include <paci/version/stash.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
 
-#include <sstream>
-#include <string>
 #include <vector>
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
+using paci_test::print;
 using paci_test::program;
 
 } // namespace

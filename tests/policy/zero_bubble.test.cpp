@@ -9,21 +9,15 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 #include "support/program_text.hpp"
+#include "support/synchronous.hpp"
 
 #include <algorithm>
-#include <sstream>
-#include <string>
 
 namespace {
 
-template <class T>
-std::string print(const T& value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
+using paci_test::print;
 using paci_test::program;
 
 } // namespace
@@ -51,11 +45,7 @@ TEST_CASE("zero_bubble: shape, controller and bounds", "[unit][policy][zero_bubb
     const paci::zb_h2 p{.stages = 3, .microbatches = 5, .steps = 2};
     CHECK(p.shape() == paci::pipeline_shape{3, 3, paci::stage_map::loop});
     CHECK(p.controller() == paci::flush{5});
-    for (int s = 0; s < 3; ++s) {
-        CHECK(p.drift_bound(s) == 0);
-        CHECK(p.staleness_bound(s) == 0);
-        CHECK(p.versions_bound(s) == 1);
-    }
+    paci_test::check_synchronous_bounds(p, 3);
 }
 
 TEST_CASE("zero_bubble: warm-up and deferral", "[unit][policy][zero_bubble]") {

@@ -1,7 +1,7 @@
 #pragma once
 /// \file
 /// Test helpers: write a rank's program as space-separated action tokens (`"0F0 0SEND_F0 0B0"`) and
-/// build small schedules by hand, and count simple facts about programs.
+/// build small schedules by hand, and count simple facts about programs and schedules.
 
 #include <paci/core/action.hpp>
 #include <paci/core/schedule.hpp>
@@ -43,6 +43,20 @@ inline paci::schedule make_schedule(paci::pipeline_shape shape, int microbatches
 inline std::size_t count(const std::vector<paci::action>& prog, paci::op kind) {
     return static_cast<std::size_t>(
         std::count_if(prog.begin(), prog.end(), [&](const paci::action& a) { return a.kind == kind; }));
+}
+
+/// Number of actions over every rank of `s` whose op satisfies `pred`.
+template <class Pred>
+std::size_t count_if(const paci::schedule& s, Pred pred) {
+    std::size_t n = 0;
+    for (const auto& prog : s.ranks)
+        for (const paci::action& a : prog) n += pred(a.kind) ? 1U : 0U;
+    return n;
+}
+
+/// Number of actions of `kind` over every rank of `s`.
+inline std::size_t count(const paci::schedule& s, paci::op kind) {
+    return count_if(s, [kind](paci::op o) { return o == kind; });
 }
 
 /// Largest number of micro-batches between a forward (`F`) and the action that releases them

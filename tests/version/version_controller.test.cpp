@@ -8,10 +8,10 @@
 #include <paci/version/version_controller.hpp>
 
 #include "support/catch.hpp"
+#include "support/print.hpp"
 
 #include <cstdint>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -151,13 +151,6 @@ struct not_default_constructible {
     friend bool operator==(const not_default_constructible&, const not_default_constructible&) = default;
 };
 
-template <class C>
-std::string printed(const C& c) {
-    std::ostringstream out;
-    out << c;
-    return out.str();
-}
-
 /// The counts n in [1, 40] for which update_due(n) holds.
 template <class C>
 std::set<std::int64_t> due_up_to_40(const C& c) {
@@ -273,8 +266,8 @@ TEST_CASE("version_controller: controllers are regular printable values", "[unit
     CHECK(paci::stash{} == paci::stash{1});
     CHECK(paci::double_buffer{8} == paci::double_buffer{8});
 
-    CHECK(printed(paci::accumulation{4}) == "accumulation{.every = 4}");
-    CHECK(printed(paci::flush{2}) == "flush{.every = 2}");
-    CHECK(printed(paci::stash{1}) == "stash{.every = 1}");
-    CHECK(printed(paci::double_buffer{8}) == "double_buffer{.every = 8}");
+    CHECK(paci_test::print(paci::accumulation{4}) == "accumulation{.every = 4}");
+    CHECK(paci_test::print(paci::flush{2}) == "flush{.every = 2}");
+    CHECK(paci_test::print(paci::stash{1}) == "stash{.every = 1}");
+    CHECK(paci_test::print(paci::double_buffer{8}) == "double_buffer{.every = 8}");
 }
