@@ -3,11 +3,11 @@
 # every package is already installed.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ catch2 libbenchmark-dev)
+packages=(cmake ninja-build g++ catch2 libbenchmark-dev libopenmpi-dev openmpi-bin)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup-deps: not a Debian-based system; install CMake >= 3.25, Ninja, a C++20 compiler," \
-       "Catch2 and Google Benchmark yourself" >&2
+       "Catch2 and Google Benchmark (and, for paci::mpi, an MPI implementation) yourself" >&2
   exit 0
 fi
 
