@@ -23,6 +23,13 @@ public:
                                             std::chrono::duration<double>(timeout).count(), " s for rank ", peer,
                                             " (tag ", tag, ") at ", waited_on)),
           rank_(rank), peer_(peer), tag_(tag), action_(waited_on) {}
+    /// A wait that is not for one action (for example, the ranks' start-up agreement): `what_waited`
+    /// says what it was; `waited_on()` is a default action and `tag()` is -1.
+    timeout_error(int rank, int peer, const std::string& what_waited, std::chrono::nanoseconds timeout)
+        : std::runtime_error(detail::concat("paci::timeout_error: rank ", rank, " waited ",
+                                            std::chrono::duration<double>(timeout).count(), " s for rank ", peer,
+                                            " at ", what_waited)),
+          rank_(rank), peer_(peer), tag_(-1), action_() {}
     [[nodiscard]] int rank() const noexcept { return rank_; }
     [[nodiscard]] int peer() const noexcept { return peer_; }
     [[nodiscard]] int tag() const noexcept { return tag_; }

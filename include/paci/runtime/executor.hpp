@@ -127,10 +127,16 @@ public:
         Policy window = policy_;
         window.steps = static_cast<int>(n / M);
         const schedule sched = window.generate();
-        if constexpr (requires(Comm& c) { c.agree(std::uint64_t{}, options_.timeout); })
-            comm_->agree(detail::fnv1a(detail::concat(policy_, "|", shape_.stages, "|", shape_.ranks, "|", n,
-                                                      "|", state_.next_microbatch)),
-                         options_.timeout);
+        if constexpr (requires(Comm& c) { c.agree(std::uint64_t{}, options_.timeout); }) {
+            try {
+                comm_->agree(detail::fnv1a(detail::concat(policy_, "|", shape_.stages, "|", shape_.ranks, "|", n,
+                                                          "|", state_.next_microbatch)),
+                             options_.timeout);
+            } catch (const timeout_error&) {
+                abort_world(action{}, "the start-up agreement timed out");
+                throw;
+            }
+        }
         execute(sched.ranks[static_cast<std::size_t>(rank_)]);
         state_.next_microbatch += n;
     }
@@ -192,7 +198,7 @@ private:
                 const action a = prog[recv_at[next_post++]];
                 int peer = 0, tag = 0;
                 static_cast<void>(needs_recv(a, peer, tag));
-                posted.push_back({peer, tag, a, comm_->irecv(peer, tag)});
+                posted.push_back({peer, tag, a, post_recv(peer, tag, action{a.kind, a.stage, static_cast<int>(a.microbatch + offset)})});
             }
         };
         using send_req = decltype(comm_->isend(0, 0, buffer{}));
@@ -239,30 +245,42 @@ private:
                         return;
                     }
                     const int tag = forward ? detail::forward_tag(to) : detail::backward_tag(to);
-                    sends.emplace_back(comm_->isend(shape_.rank_of(to), tag, std::move(b)), current);
+                    sends.emplace_back(post_send(shape_.rank_of(to), tag, std::move(b), current), current);
                 };
                 const bool first = a.stage == 0;
                 const bool last = a.stage == shape_.stages - 1;
+
+                // Everything a stage throws, whatever its type, is that stage's failure: it is
+                // reported with where it happened (a transport's own errors pass through as they are).
+                const auto call = [&](auto&& f) -> decltype(auto) {
+                    try {
+                        return f();
+                    } catch (...) {
+                        fail_in_stage(current, std::current_exception());
+                    }
+                };
                 const auto count_backward = [&] {
                     if (controller_.update_due(++ctr.backwards)) {
                         const double t = now();
-                        st.step();
+                        call([&] { st.step(); }); // a failing update is reported at the backward that triggered it
                         record(action{op::STEP, a.stage, ctr.version}, ctr.version + 1, t);
                         ++ctr.version;
                     }
                 };
-
-                const double t0 = now();
                 const version_t v = ctr.version;
                 switch (a.kind) {
                 case op::F: {
-                    buffer out = st.forward(m, first ? buffer{} : take(true, a.stage));
+                    buffer in = first ? buffer{} : take(true, a.stage);
+                    const double t0 = now(); // after the input arrived: the span is the compute alone
+                    buffer out = call([&] { return st.forward(m, std::move(in)); });
                     record(current, v, t0);
                     if (!last) give(true, a.stage + 1, std::move(out));
                     break;
                 }
                 case op::B: {
-                    buffer out = st.backward(m, last ? buffer{} : take(false, a.stage));
+                    buffer g = last ? buffer{} : take(false, a.stage);
+                    const double t0 = now();
+                    buffer out = call([&] { return st.backward(m, std::move(g)); });
                     record(current, v, t0);
                     if (!first) give(false, a.stage - 1, std::move(out));
                     count_backward();
@@ -270,7 +288,9 @@ private:
                 }
                 case op::I: {
                     if constexpr (split_backward_stage<Stage>) {
-                        buffer out = st.backward_input(m, last ? buffer{} : take(false, a.stage));
+                        buffer g = last ? buffer{} : take(false, a.stage);
+                        const double t0 = now();
+                        buffer out = call([&] { return st.backward_input(m, std::move(g)); });
                         record(current, v, t0);
                         if (!first) give(false, a.stage - 1, std::move(out));
                     }
@@ -278,7 +298,8 @@ private:
                 }
                 case op::W: {
                     if constexpr (split_backward_stage<Stage>) {
-                        st.backward_weight(m);
+                        const double t0 = now();
+                        call([&] { st.backward_weight(m); });
                         record(current, v, t0);
                         count_backward();
                     }
@@ -286,7 +307,8 @@ private:
                 }
                 case op::R: {
                     if constexpr (recompute_stage<Stage>) {
-                        st.recompute(m);
+                        const double t0 = now();
+                        call([&] { st.recompute(m); });
                         record(current, v, t0);
                     }
                     break;
@@ -299,21 +321,42 @@ private:
                 current = at;
                 req.wait(options_.timeout);
             }
+        } catch (const pipeline_error&) {
+            throw; // a stage failed: already reported and the world aborted
+        } catch (const aborted_error&) {
+            throw; // another rank failed first
         } catch (const timeout_error&) {
             abort_world(current, "timeout");
             throw;
-        } catch (const aborted_error&) {
-            throw;
-        } catch (const config_error&) {
-            abort_world(current, "configuration");
-            throw;
-        } catch (const std::exception& e) {
+        } catch (const std::exception& e) { // the transport failed
             abort_world(current, e.what());
             throw pipeline_error(rank_, current, std::current_exception(), e.what());
         } catch (...) {
             abort_world(current, "unknown exception");
             throw pipeline_error(rank_, current, std::current_exception(), "unknown exception");
         }
+    }
+
+    [[noreturn]] void fail_in_stage(const action& at, std::exception_ptr e) {
+        std::string what = "unknown exception";
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            what = x.what();
+        } catch (...) {
+        }
+        abort_world(at, what);
+        throw pipeline_error(rank_, at, std::move(e), what);
+    }
+
+    // Transports that can name the action in their errors get it (MPI, NCCL).
+    auto post_recv(int peer, int tag, const action& a) {
+        if constexpr (requires { comm_->irecv(peer, tag, a); }) return comm_->irecv(peer, tag, a);
+        else return comm_->irecv(peer, tag);
+    }
+    auto post_send(int peer, int tag, buffer&& b, const action& a) {
+        if constexpr (requires { comm_->isend(peer, tag, std::move(b), a); }) return comm_->isend(peer, tag, std::move(b), a);
+        else return comm_->isend(peer, tag, std::move(b));
     }
 
     void abort_world(const action& at, const std::string& why) {

@@ -121,16 +121,21 @@ private:
             ++round_;
             agree_cv_.notify_all();
         } else if (!agree_cv_.wait_for(lock, timeout, [&] { return round_ != my_round || aborted(); })) {
-            throw timeout_error(rank, -1, -1, action{}, timeout);
+            // Leave the round as if this rank had not come, so a later attempt starts clean.
+            round_prints_[static_cast<std::size_t>(rank)].reset();
+            --arrived_;
+            int missing = 0;
+            while (missing < size_ && round_prints_[static_cast<std::size_t>(missing)].has_value()) ++missing;
+            if (missing == rank) ++missing;
+            throw timeout_error(rank, missing, "the start-up agreement of the configuration", timeout);
         }
         if (round_ == my_round) throw aborted_error("paci::inprocess: aborted: " + abort_reason());
         for (int r = 0; r < size_; ++r)
             if (last_prints_[static_cast<std::size_t>(r)] != last_prints_[0])
-                detail::config_fail("executor", "configuration of rank", r,
-                                    detail::concat("differs from rank 0's (different policy, stage count or "
-                                                   "micro-batch count; fingerprints ",
-                                                   *last_prints_[static_cast<std::size_t>(r)], " and ",
-                                                   *last_prints_[0], ")"));
+                throw config_error(detail::concat(
+                    "paci::executor: the configuration of rank ", r,
+                    " differs from rank 0's (a different policy, stage count or micro-batch count; fingerprints ",
+                    *last_prints_[static_cast<std::size_t>(r)], " and ", *last_prints_[0], ")"));
     }
 
     int size_;

@@ -27,7 +27,7 @@ class inprocess_pipeline {
 
 public:
     inprocess_pipeline(const Policy& policy, std::vector<Stage*> stages, executor_options options = {})
-        : shape_(policy.shape()) {
+        : shape_(policy.shape()), microbatches_(policy.microbatches) {
         policy.validate();
         detail::config_require(stages.size() == static_cast<std::size_t>(shape_.stages), "inprocess_pipeline",
                                "stages given", stages.size(),
@@ -43,6 +43,11 @@ public:
 
     /// Runs micro-batches `[next, next + n)` on every rank and drains.
     void run(std::int64_t n) {
+        // Reject a bad count here, before any rank starts: a failure inside would abort the world.
+        if (n <= 0 || n % microbatches_ != 0)
+            detail::config_fail("executor", "micro-batches to run", n,
+                                detail::concat("must be a positive multiple of micro-batches per update (",
+                                               microbatches_, ")"));
         const auto R = executors_.size();
         std::vector<std::exception_ptr> errors(R);
         std::vector<int> order(R, -1);
@@ -95,6 +100,7 @@ public:
 
 private:
     pipeline_shape shape_;
+    int microbatches_;
     std::unique_ptr<inprocess_world<buffer>> world_;
     std::vector<comm_type> comms_;
     std::vector<std::unique_ptr<exec_type>> executors_;

@@ -29,6 +29,9 @@ struct run_trace {
     std::vector<std::vector<trace_event>> ranks;
 
     /// The executed programs as a schedule (compute and STEP actions, in the order they ran).
+    /// Micro-batch and update numbers are absolute: the trace of a pipeline that was restored from
+    /// another's state starts at the restored numbers, so validate the trace of a whole run (every
+    /// `run()` of the pipelines involved) rather than the resumed part alone.
     [[nodiscard]] schedule to_schedule(std::string source = "trace") const {
         schedule s;
         s.shape = shape;
