@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -98,6 +99,13 @@ private:
         mailbox& box = *boxes_[static_cast<std::size_t>(rank)];
         std::unique_lock lock(box.mutex);
         auto& q = box.queues[key(source, tag)];
+        // A neighbour usually posts within microseconds; going to sleep on the condition variable
+        // and being woken costs more than that, so first give the CPU away a few times and look again.
+        for (int k = 0; k < spin_turns && q.empty() && !aborted(); ++k) {
+            lock.unlock();
+            std::this_thread::yield();
+            lock.lock();
+        }
         const bool arrived = box.cv.wait_for(lock, timeout, [&] { return !q.empty() || aborted(); });
         if (!q.empty()) {
             Buffer b = std::move(q.front());
@@ -138,6 +146,7 @@ private:
                     *last_prints_[static_cast<std::size_t>(r)], " and ", *last_prints_[0], ")"));
     }
 
+    static constexpr int spin_turns = 64;
     int size_;
     std::vector<std::unique_ptr<mailbox>> boxes_;
     mutable std::mutex abort_mutex_;
