@@ -4,6 +4,7 @@
 /// elements between the processes of an `MPI_Comm`; `mpi_session` initializes and finalizes MPI.
 /// Part of the optional `paci::mpi` CMake component; the core headers never include this one.
 
+#include <paci/runtime/detail/deadline.hpp>
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/runtime/communicator.hpp>
@@ -137,20 +138,10 @@ void mpi_check(int code, const What&... what) {
                           code);
 }
 
-/// `now + timeout`, saturating instead of overflowing for huge timeouts.
-[[nodiscard]] inline std::chrono::steady_clock::time_point mpi_deadline(std::chrono::nanoseconds timeout) {
-    using clock = std::chrono::steady_clock;
-    const auto now = clock::now();
-    if (timeout <= std::chrono::nanoseconds::zero()) return now;
-    if (timeout >= std::chrono::duration_cast<std::chrono::nanoseconds>(clock::time_point::max() - now))
-        return clock::time_point::max();
-    return now + std::chrono::duration_cast<clock::duration>(timeout);
-}
-
 /// One wait's polling rhythm (see `mpi_options`).
 class mpi_backoff {
 public:
-    explicit mpi_backoff(const mpi_options& poll) : poll_(poll), busy_until_(mpi_deadline(poll.busy)) {}
+    explicit mpi_backoff(const mpi_options& poll) : poll_(poll), busy_until_(deadline_after(poll.busy)) {}
     /// Pauses before the next test, never past `deadline`.
     void pause(std::chrono::steady_clock::time_point deadline) {
         const auto now = std::chrono::steady_clock::now();
@@ -408,7 +399,7 @@ public:
         /// Blocks until the send completes.
         /// \throws timeout_error after `timeout`; transport_error when MPI reports a failure.
         void wait(std::chrono::nanoseconds timeout) {
-            const auto deadline = detail::mpi_deadline(timeout);
+            const auto deadline = detail::deadline_after(timeout);
             detail::mpi_backoff backoff(state_->options);
             while (!test()) {
                 if (std::chrono::steady_clock::now() >= deadline)
@@ -490,7 +481,7 @@ public:
         [[nodiscard]] Buffer wait(std::chrono::nanoseconds timeout) {
             PACI_ASSERT(phase_ != phase::taken, "paci::mpi_communicator: wait on a receive already taken");
             if (phase_ == phase::taken) return Buffer{};
-            const auto deadline = detail::mpi_deadline(timeout);
+            const auto deadline = detail::deadline_after(timeout);
             detail::mpi_backoff backoff(state_->options);
             while (!test()) {
                 if (std::chrono::steady_clock::now() >= deadline)
@@ -584,7 +575,7 @@ public:
         MPI_Request request = MPI_REQUEST_NULL;
         detail::mpi_check(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, prints->data(), 1, MPI_UINT64_T, comm(), &request),
                           "MPI_Iallgather");
-        const auto deadline = detail::mpi_deadline(timeout);
+        const auto deadline = detail::deadline_after(timeout);
         detail::mpi_backoff backoff(state_->options);
         for (;;) {
             int done = 0;

@@ -21,6 +21,7 @@
 ///
 /// Two ranks of one communicator cannot share a GPU (NCCL rejects a duplicate device).
 
+#include <paci/runtime/detail/deadline.hpp>
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/nccl/device_buffer.hpp>
@@ -114,22 +115,12 @@ struct nccl_options {
 
 namespace detail {
 
-/// `now + timeout`, saturating instead of overflowing for huge timeouts.
-[[nodiscard]] inline std::chrono::steady_clock::time_point nccl_deadline(std::chrono::nanoseconds timeout) {
-    using clock = std::chrono::steady_clock;
-    const auto now = clock::now();
-    if (timeout <= std::chrono::nanoseconds::zero()) return now;
-    if (timeout >= std::chrono::duration_cast<std::chrono::nanoseconds>(clock::time_point::max() - now))
-        return clock::time_point::max();
-    return now + std::chrono::duration_cast<clock::duration>(timeout);
-}
-
 /// One wait's polling rhythm: yield between queries for the first millisecond (a transfer between
 /// GPUs of one node takes microseconds), then sleep, doubling from 20 us up to 1 ms, so a long wait
 /// does not take a core.
 class nccl_backoff {
 public:
-    nccl_backoff() : busy_until_(nccl_deadline(std::chrono::milliseconds(1))) {}
+    nccl_backoff() : busy_until_(deadline_after(std::chrono::milliseconds(1))) {}
     void pause(std::chrono::steady_clock::time_point deadline) {
         const auto now = std::chrono::steady_clock::now();
         if (now < busy_until_) {
@@ -221,7 +212,7 @@ public:
                                                     options_.high_priority_streams ? greatest : least),
                        "nccl_communicator", "cudaStreamCreateWithPriority");
 
-        const auto deadline = nccl_deadline(options_.setup_timeout);
+        const auto deadline = deadline_after(options_.setup_timeout);
         ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
         config.blocking = options_.blocking ? 1 : 0;
         config.splitShare = 0; // each channel its own resources, so the channels run concurrently
@@ -346,7 +337,7 @@ public:
     /// aborts the communicator and throws `timeout_error`.
     void wait(nccl_op& op, std::chrono::nanoseconds timeout) {
         cuda_device_guard guard(device_);
-        const auto deadline = nccl_deadline(timeout);
+        const auto deadline = deadline_after(timeout);
         if (op.state == nccl_op::phase::deferred && !aborted_ && !closed_) issue_through(&op);
         nccl_backoff backoff;
         while (!progress(op)) {
@@ -408,7 +399,7 @@ public:
             std::unique_lock lock(mutex_);
             if (channels_[0].comm == nullptr) throw aborted_error(aborted_message());
             ncclResult_t status = ncclAllGather(mine, base, width, ncclUint8, channels_[0].comm, stream);
-            if (status == ncclInProgress) status = poll_state(lock, 0, nccl_deadline(options_.setup_timeout));
+            if (status == ncclInProgress) status = poll_state(lock, 0, deadline_after(options_.setup_timeout));
             if (status != ncclSuccess) fail_locked(status, 0, "ncclAllGather");
             record_locked(op->buffer, stream);
         }
@@ -450,7 +441,7 @@ public:
                 return std::any_of(channels_.begin(), channels_.end(), [](const channel& c) { return c.comm != nullptr; });
             };
             if (live()) {
-                const auto deadline = nccl_deadline(options_.setup_timeout);
+                const auto deadline = deadline_after(options_.setup_timeout);
                 bool clean = !aborted_ && drain(lock, deadline);
                 std::vector<ncclResult_t> finalized(channels_.size(), ncclSuccess);
                 for (std::size_t k = 0; clean && k < channels_.size(); ++k) {
@@ -807,7 +798,7 @@ private:
             fail_locked(status, k, call.c_str());
         }
         status = ended;
-        if (status == ncclInProgress) status = poll_state(lock, k, nccl_deadline(options_.setup_timeout));
+        if (status == ncclInProgress) status = poll_state(lock, k, deadline_after(options_.setup_timeout));
         if (status == ncclInProgress) {
             const auto first = std::find_if(batch.begin(), batch.end(), on_channel);
             const nccl_op& op = **first;
