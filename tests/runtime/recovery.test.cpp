@@ -78,3 +78,19 @@ TEST_CASE("executor: whatever a stage throws is reported as that stage's failure
         REQUIRE_THROWS_AS(e.rethrow_original(), paci::config_error);
     }
 }
+
+TEST_CASE("inprocess_pipeline: clear_trace forgets what was recorded; the next run records afresh", "[unit][runtime]") {
+    std::vector<echo_stage> stages(2);
+    std::vector<echo_stage*> ptrs{&stages[0], &stages[1]};
+    paci::inprocess_pipeline<paci::one_f_one_b<>, echo_stage> pipeline(paci::one_f_one_b<>{.stages = 2, .microbatches = 2}, ptrs);
+    pipeline.run(4);
+    // 4 micro-batches: per rank 4 forwards, 4 backwards and 2 updates.
+    for (const auto& events : pipeline.trace().ranks) CHECK(events.size() == 10);
+    pipeline.clear_trace();
+    for (const auto& events : pipeline.trace().ranks) CHECK(events.empty());
+    pipeline.run(2);
+    for (const auto& events : pipeline.trace().ranks) {
+        REQUIRE(events.size() == 5);
+        CHECK(events.front().act.microbatch == 4); // numbering continues after the first run
+    }
+}

@@ -148,7 +148,10 @@ public:
                                detail::concat("must equal this rank's stages (", state_.stages.size(), ")"));
         state_ = s;
     }
+    /// Every action recorded since construction or the last `clear_trace()` (long training runs
+    /// should check and clear it between runs, or turn `executor_options::record` off).
     [[nodiscard]] const std::vector<trace_event>& trace() const noexcept { return trace_; }
+    void clear_trace() noexcept { trace_.clear(); }
     [[nodiscard]] int rank() const noexcept { return rank_; }
 
 private:

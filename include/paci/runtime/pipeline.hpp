@@ -90,6 +90,10 @@ public:
                                detail::concat("must equal ranks (", executors_.size(), ")"));
         for (std::size_t r = 0; r < s.size(); ++r) executors_[r]->restore(s[r]);
     }
+    /// Forgets the recorded events of every rank (see `executor::clear_trace`).
+    void clear_trace() noexcept {
+        for (auto& e : executors_) e->clear_trace();
+    }
     /// Every rank's recorded events, in the order they ran.
     [[nodiscard]] run_trace trace() const {
         run_trace t;
