@@ -105,5 +105,5 @@ TEST_CASE("make_plan: impossible requests are config errors", "[unit][plan]") {
     REQUIRE_THROWS_WITH(paci::make_plan({.stages = 8, .ranks = 3}), "paci::plan: ranks (3) must divide stages (8)");
     REQUIRE_THROWS_WITH(paci::make_plan({.stages = 8, .microbatches = 0}), "paci::plan: microbatches (0) must be >= 1");
     REQUIRE_THROWS_WITH(paci::make_plan({.stages = 8, .microbatches = 4, .drift_budget = -2}),
-                        "paci::plan: drift budget (-2) must be >= 0");
+                        "paci::plan: drift budget (-2) must be >= 0, or -1 for none");
 }

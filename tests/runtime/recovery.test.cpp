@@ -94,3 +94,40 @@ TEST_CASE("inprocess_pipeline: clear_trace forgets what was recorded; the next r
         CHECK(events.front().act.microbatch == 4); // numbering continues after the first run
     }
 }
+
+TEST_CASE("inprocess_world: an unbounded timeout waits instead of failing; the missing rank is named", "[unit][runtime]") {
+    paci::inprocess_world<std::vector<int>> world(3);
+    auto c0 = world.communicator(0);
+    auto c1 = world.communicator(1);
+    {
+        std::jthread late([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            static_cast<void>(c1.isend(0, 5, std::vector<int>{9}));
+        });
+        auto r = c0.irecv(1, 5);
+        CHECK(r.wait(std::chrono::nanoseconds::max()) == std::vector<int>{9}); // "forever" must not overflow
+    }
+    // Ranks 0 and 1 reach the agreement, rank 2 never does: rank 0's timeout names rank 2.
+    std::jthread other([&] {
+        try {
+            c1.agree(3, std::chrono::milliseconds(200));
+        } catch (const paci::timeout_error&) {
+        }
+    });
+    try {
+        c0.agree(3, std::chrono::milliseconds(100));
+        FAIL("agree returned without rank 2");
+    } catch (const paci::timeout_error& e) {
+        CHECK(e.peer() == 2);
+    }
+}
+
+TEST_CASE("executor: a timeout of zero is rejected", "[unit][runtime]") {
+    std::vector<echo_stage> stages(1);
+    paci::inprocess_world<std::vector<int>> world(1);
+    auto c = world.communicator(0);
+    using exec = paci::executor<paci::one_f_one_b<>, echo_stage, paci::inprocess_communicator<std::vector<int>>>;
+    REQUIRE_THROWS_WITH(exec(paci::one_f_one_b<>{.stages = 1, .microbatches = 1}, {&stages[0]}, c,
+                             {.timeout = std::chrono::nanoseconds::zero()}),
+                        "paci::executor: timeout (ns) (0) must be > 0");
+}

@@ -121,7 +121,7 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
                            detail::concat("must divide stages (", P, ")"));
     detail::config_require(req.microbatches >= 1, "plan", "microbatches", req.microbatches, "must be >= 1");
     detail::config_require(req.memory_budget >= 0, "plan", "memory budget", req.memory_budget, "must be >= 0");
-    detail::config_require(req.drift_budget >= -1, "plan", "drift budget", req.drift_budget, "must be >= 0");
+    detail::config_require(req.drift_budget >= -1, "plan", "drift budget", req.drift_budget, "must be >= 0, or -1 for none");
     req.costs.validate(P);
     const int M = req.microbatches;
     plan out;
@@ -150,12 +150,16 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
         add(paci_policy<>{.stages = P, .microbatches = a, .steps = detail::window_steps(P, a)});
         add(paci_policy<backward_flavour::recompute>{.stages = P, .microbatches = a, .steps = detail::window_steps(P, a)});
     }
-    std::stable_sort(out.candidates.begin(), out.candidates.end(), [](const plan_candidate& x, const plan_candidate& y) {
+    // Times equal to within rounding count as equal: each is rounded to a quantum shared by the
+    // whole plan (so the order is a strict weak ordering), then fewer weight copies, less
+    // staleness and less memory break the tie.
+    double slowest = 0;
+    for (const auto& c : out.candidates) slowest = std::max(slowest, c.time_per_microbatch);
+    const double quantum = slowest > 0 ? slowest * 1e-9 : 1;
+    const auto bucket = [quantum](const plan_candidate& c) { return std::llround(c.time_per_microbatch / quantum); };
+    std::stable_sort(out.candidates.begin(), out.candidates.end(), [&](const plan_candidate& x, const plan_candidate& y) {
         if (x.feasible() != y.feasible()) return x.feasible();
-        // Equal speed (within rounding): fewer weight copies, then less staleness, then less memory.
-        const double tol = 1e-9 * std::max(x.time_per_microbatch, y.time_per_microbatch);
-        if (std::abs(x.time_per_microbatch - y.time_per_microbatch) > tol)
-            return x.time_per_microbatch < y.time_per_microbatch;
+        if (bucket(x) != bucket(y)) return bucket(x) < bucket(y);
         if (x.weight_versions != y.weight_versions) return x.weight_versions < y.weight_versions;
         if (x.staleness_bound != y.staleness_bound) return x.staleness_bound < y.staleness_bound;
         return x.peak_activations < y.peak_activations;

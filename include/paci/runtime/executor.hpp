@@ -104,6 +104,8 @@ public:
         : policy_(std::move(policy)), stages_(std::move(stages)), comm_(&comm), options_(options),
           shape_(policy_.shape()), controller_(policy_.controller()) {
         policy_.validate();
+        detail::config_require(options_.timeout > std::chrono::nanoseconds::zero(), "executor", "timeout (ns)",
+                               options_.timeout.count(), "must be > 0");
         rank_ = comm.rank();
         detail::config_require(comm.size() == shape_.ranks, "executor", "communicator size", comm.size(),
                                detail::concat("must equal the policy's ranks (", shape_.ranks, ")"));

@@ -2,6 +2,7 @@
 /// \file
 /// The in-process transport: one thread per rank, buffers moved (never copied) between them.
 
+#include <paci/runtime/detail/deadline.hpp>
 #include <paci/runtime/errors.hpp>
 
 #include <chrono>
@@ -43,7 +44,8 @@ public:
         return inprocess_communicator<Buffer>(*this, rank);
     }
 
-    /// Stops every wait in the world; the first reason is kept and reported by `aborted_error`.
+    /// Stops every wait in the world, for good: the first reason is kept and reported by
+    /// `aborted_error`, and later waits fail at once (a world that saw a failure is not reused).
     void abort(const std::string& why) {
         {
             std::lock_guard lock(abort_mutex_);
@@ -106,7 +108,7 @@ private:
             std::this_thread::yield();
             lock.lock();
         }
-        const bool arrived = box.cv.wait_for(lock, timeout, [&] { return !q.empty() || aborted(); });
+        const bool arrived = box.cv.wait_until(lock, detail::deadline_after(timeout), [&] { return !q.empty() || aborted(); });
         if (!q.empty()) {
             Buffer b = std::move(q.front());
             q.pop_front();
@@ -128,13 +130,14 @@ private:
             arrived_ = 0;
             ++round_;
             agree_cv_.notify_all();
-        } else if (!agree_cv_.wait_for(lock, timeout, [&] { return round_ != my_round || aborted(); })) {
+        } else if (!agree_cv_.wait_until(lock, detail::deadline_after(timeout),
+                                         [&] { return round_ != my_round || aborted(); })) {
             // Leave the round as if this rank had not come, so a later attempt starts clean.
             round_prints_[static_cast<std::size_t>(rank)].reset();
             --arrived_;
             int missing = 0;
-            while (missing < size_ && round_prints_[static_cast<std::size_t>(missing)].has_value()) ++missing;
-            if (missing == rank) ++missing;
+            while (missing < size_ && (missing == rank || round_prints_[static_cast<std::size_t>(missing)].has_value()))
+                ++missing;
             throw timeout_error(rank, missing, "the start-up agreement of the configuration", timeout);
         }
         if (round_ == my_round) throw aborted_error("paci::inprocess: aborted: " + abort_reason());

@@ -18,7 +18,8 @@ namespace paci {
 /// Runs every rank of `Policy` on its own thread. `stages[s]` is the user's object for stage `s`.
 /// `run(n)` returns when every rank has drained, or throws the first failure: a stage's exception
 /// arrives as `pipeline_error` (rank, stage, micro-batch, the original inside); a peer that never
-/// answers as `timeout_error`; the other ranks stop within the timeout.
+/// answers as `timeout_error`; the other ranks stop within the timeout. After a failure the
+/// pipeline is spent (its world stays aborted): build a new one, restoring `state()` if needed.
 template <schedule_policy Policy, stage Stage>
 class inprocess_pipeline {
     using buffer = typename Stage::buffer_type;
@@ -54,8 +55,9 @@ public:
         std::atomic<int> failures{0};
         {
             std::vector<std::jthread> threads;
-            for (std::size_t r = 0; r < R; ++r)
-                threads.emplace_back([&, r] {
+            try {
+                for (std::size_t r = 0; r < R; ++r)
+                    threads.emplace_back([&, r] {
                     try {
                         executors_[r]->run(n);
                     } catch (const aborted_error&) {
@@ -66,6 +68,10 @@ public:
                         world_->abort("a rank failed");
                     }
                 });
+            } catch (...) { // a thread could not start: release the ones waiting for it, then report
+                world_->abort("a rank's thread could not be started");
+                throw;
+            }
         }
         std::exception_ptr first;
         int best = -1;
