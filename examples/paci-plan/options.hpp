@@ -8,10 +8,13 @@
 #include <paci/sim/cost_model.hpp>
 
 #include <charconv>
+#include <functional>
+#include <initializer_list>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -46,6 +49,7 @@ struct options {
     bool compare = false;
     bool plan = false;
     bool help = false;
+    std::set<std::string, std::less<>> given; ///< flags that appeared on the command line
 };
 
 inline constexpr std::string_view policy_names[] = {"gpipe", "1f1b", "interleaved", "zb-h1",
@@ -146,6 +150,7 @@ inline options parse(int argc, const char* const* argv) {
     constexpr long long big = std::numeric_limits<std::int32_t>::max();
     for (int k = 1; k < argc; ++k) {
         const std::string_view flag = argv[k];
+        o.given.emplace(flag);
         if (flag == "--help" || flag == "-h") o.help = true;
         else if (flag == "--compare") o.compare = true;
         else if (flag == "--plan") o.plan = true;
@@ -200,8 +205,26 @@ inline options parse(int argc, const char* const* argv) {
         } else if (flag == "--output") o.output_file = std::string(value(k, flag));
         else throw usage_error("unknown flag " + quoted(flag) + " (see --help)");
     }
+    const auto given = [&](std::string_view f) { return o.given.contains(f); };
+    // A flag that would change nothing is a mistake worth naming, not something to ignore.
+    const auto no_effect = [&](std::initializer_list<std::string_view> flags, std::string_view because) {
+        for (const auto f : flags)
+            if (given(f)) throw usage_error(std::string(f) + ": has no effect " + std::string(because));
+    };
     if (o.compare && o.plan) throw usage_error("--compare and --plan: choose one");
     if ((o.compare || o.plan) && !o.import_file.empty()) throw usage_error("--import: cannot be combined with --compare or --plan");
+    if (!o.import_file.empty()) {
+        no_effect({"--policy", "--stages", "--ranks", "--chunks", "--microbatches", "--steps", "--cap", "--flavour",
+                   "--memory-budget", "--drift-budget"},
+                  "with --import (the file gives the schedule)");
+        return o; // the shape comes from the file
+    }
+    if (o.plan) no_effect({"--policy", "--steps", "--cap", "--flavour"}, "with --plan (it tries every policy)");
+    if (!o.plan) no_effect({"--memory-budget", "--drift-budget"}, "without --plan");
+    if (o.compare) no_effect({"--policy", "--flavour"}, "with --compare (it runs every policy)");
+    if (given("--seed") && !given("--jitter")) throw usage_error("--seed: has no effect without --jitter");
+    if (given("--chunks") && o.policy != "interleaved" && !o.compare && !o.plan)
+        throw usage_error("--chunks: '" + std::to_string(o.chunks) + "' applies only to --policy interleaved");
     if ((o.compare || o.plan) && o.output_format != format::table && o.output_format != format::json)
         throw usage_error("--format: --compare and --plan print table or json");
     if (o.ranks == 0) o.ranks = o.chunks > 0 ? std::max(1, o.stages / o.chunks) : o.stages;
@@ -211,7 +234,7 @@ inline options parse(int argc, const char* const* argv) {
     if (o.chunks * o.ranks != o.stages)
         throw usage_error("--chunks: '" + std::to_string(o.chunks) + "' times --ranks (" + std::to_string(o.ranks) +
                           ") must equal --stages (" + std::to_string(o.stages) + ")");
-    if (o.policy == "interleaved" && o.chunks == 1 && o.ranks == o.stages && o.stages % 2 == 0) {
+    if (o.policy == "interleaved" && !given("--chunks") && !given("--ranks") && o.stages % 2 == 0) {
         o.chunks = 2; // interleaving needs chunks: by default two per rank
         o.ranks = o.stages / 2;
     }
@@ -223,6 +246,9 @@ inline options parse(int argc, const char* const* argv) {
         throw usage_error("--flavour: 'recompute' is available for gpipe, 1f1b and paci, not " + quoted(o.policy));
     if (!o.cap.empty() && o.policy != "paci" && o.policy != "1f1b" && o.policy != "pipedream" && o.policy != "2bw")
         throw usage_error("--cap: applies to paci, 1f1b, pipedream and 2bw, not " + quoted(o.policy));
+    if (o.cap.size() > 1 && o.cap.size() != static_cast<std::size_t>(o.stages))
+        throw usage_error("--cap: " + std::to_string(o.cap.size()) + " entries, but --stages is " +
+                          std::to_string(o.stages) + " (give one number or " + std::to_string(o.stages) + ")");
     if (o.cap.size() == 1) {
         const int l = o.cap.front();
         o.cap.clear();
