@@ -3,6 +3,8 @@
 // and the exit status is non-zero if any rank failed any check. Every wait has a timeout.
 #include <paci/mpi/communicator.hpp>
 
+#include "mpi/support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -20,31 +22,10 @@ namespace {
 using namespace std::chrono_literals;
 constexpr auto patience = std::chrono::seconds(20); // waits that must succeed
 
-int g_rank = 0;
-int g_failures = 0;
-
-void check(bool ok, const char* name, const std::string& what) {
-    if (ok) return;
-    ++g_failures;
-    std::printf("[rank %d] FAIL %s: %s\n", g_rank, name, what.c_str());
-    std::fflush(stdout);
-}
-
-template <class F>
-void run(const char* name, F&& body) {
-    const int before = g_failures;
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-        body();
-    } catch (const std::exception& e) {
-        check(false, name, std::string("unexpected exception: ") + e.what());
-    }
-    // Keep the checks in step across ranks, so one check's traffic never meets another's.
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (g_rank == 0)
-        std::printf("[rank 0] %s %s (%.3f s)\n", g_failures == before ? "ok  " : "FAIL", name,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-}
+using paci_test::check;
+using paci_test::g_failures;
+using paci_test::g_rank;
+using paci_test::run;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -17,6 +17,7 @@
 #include <paci/policy/paci.hpp>
 #include <paci/runtime/executor.hpp>
 
+#include "mpi/support.hpp"
 #include "support/mlp.hpp"
 
 #include <algorithm>
@@ -39,16 +40,12 @@ using paci_test::mlp_reference;
 using paci_test::mlp_stage;
 using comm_type = paci::mpi_communicator<mlp_stage::buffer_type>;
 
-int g_rank = 0;
-int g_size = 1;
-int g_failures = 0;
+using paci_test::check;
+using paci_test::g_failures;
+using paci_test::g_rank;
+using paci_test::run;
 
-void check(bool ok, const std::string& name, const std::string& what) {
-    if (ok) return;
-    ++g_failures;
-    std::printf("[rank %d] FAIL %s: %s\n", g_rank, name.c_str(), what.c_str());
-    std::fflush(stdout);
-}
+int g_size = 1;
 
 /// Every rank's `mine`, on rank 0 (empty elsewhere).
 template <class T>
@@ -257,21 +254,6 @@ static_assert(paci::stage<faulty_stage>);
     exec.run(16);
     std::printf("[rank %d] the run finished although stage 1 failed\n", g_rank);
     std::exit(0);
-}
-
-template <class F>
-void run(const char* name, F&& body) {
-    const int before = g_failures;
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-        body();
-    } catch (const std::exception& e) {
-        check(false, name, std::string("unexpected exception: ") + e.what());
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (g_rank == 0)
-        std::printf("[rank 0] %s %s (%.3f s)\n", g_failures == before ? "ok  " : "FAIL", name,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 } // namespace

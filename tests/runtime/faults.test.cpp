@@ -256,16 +256,21 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
                                                                "rank 0's (a different policy, stage count or micro-batch "
                                                                "count; fingerprints "));
     };
+    // Runs `a.run(na)` as rank 0 and `b.run(nb)` as rank 1, side by side, and waits for both; what
+    // either throws lands in e0 / e1.
+    const auto run_both = [&](auto& a, std::int64_t na, auto& b, std::int64_t nb) {
+        auto t0 = run_catching(e0, [&] { a.run(na); });
+        auto t1 = run_catching(e1, [&] { b.run(nb); });
+        t0.join();
+        t1.join();
+    };
 
     SECTION("PACI a = 2 on rank 0, a = 4 on rank 1") {
         paci::executor<paci::paci_policy<>, faulty_stage, comm_type> x0(paci::paci_policy<>{.stages = 2, .microbatches = 2},
                                                                         {&stages[0]}, c0, opts);
         paci::executor<paci::paci_policy<>, faulty_stage, comm_type> x1(paci::paci_policy<>{.stages = 2, .microbatches = 4},
                                                                         {&stages[1]}, c1, opts);
-        auto t0 = run_catching(e0, [&] { x0.run(8); });
-        auto t1 = run_catching(e1, [&] { x1.run(8); });
-        t0.join();
-        t1.join();
+        run_both(x0, 8, x1, 8);
         require_differs(e0);
         require_differs(e1);
     }
@@ -274,10 +279,7 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
             paci::interleaved_one_f_one_b{.ranks = 2, .chunks = 2, .microbatches = 2}, {&stages[0], &stages[2]}, c0, opts);
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x1(paci::one_f_one_b<>{.stages = 2, .microbatches = 2},
                                                                         {&stages[1]}, c1, opts);
-        auto t0 = run_catching(e0, [&] { x0.run(4); });
-        auto t1 = run_catching(e1, [&] { x1.run(4); });
-        t0.join();
-        t1.join();
+        run_both(x0, 4, x1, 4);
         require_differs(e0);
         require_differs(e1);
     }
@@ -285,10 +287,7 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
         const paci::one_f_one_b<> p{.stages = 2, .microbatches = 2};
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x0(p, {&stages[0]}, c0, opts);
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x1(p, {&stages[1]}, c1, opts);
-        auto t0 = run_catching(e0, [&] { x0.run(4); });
-        auto t1 = run_catching(e1, [&] { x1.run(8); });
-        t0.join();
-        t1.join();
+        run_both(x0, 4, x1, 8);
         require_differs(e0);
         require_differs(e1);
     }
@@ -296,10 +295,7 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
         const paci::one_f_one_b<> p{.stages = 2, .microbatches = 2};
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x0(p, {&stages[0]}, c0, opts);
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x1(p, {&stages[1]}, c1, opts);
-        auto t0 = run_catching(e0, [&] { x0.run(4); });
-        auto t1 = run_catching(e1, [&] { x1.run(4); });
-        t0.join();
-        t1.join();
+        run_both(x0, 4, x1, 4);
         CHECK(e0 == nullptr);
         CHECK(e1 == nullptr);
         CHECK(x0.state().next_microbatch == 4);

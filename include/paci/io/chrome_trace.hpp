@@ -39,19 +39,8 @@ namespace detail {
 inline void append_json_string(std::string& out, std::string_view text) {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
+    append_utf8_text(out, text, [&out](char c) {
         const auto u = static_cast<unsigned char>(c);
-        if (u >= 0x80) {
-            const std::size_t n = utf8_sequence(text, i);
-            if (n == 0) {
-                out += utf8_replacement;
-            } else {
-                out += text.substr(i, n);
-                i += n - 1;
-            }
-            continue;
-        }
         switch (c) {
         case '"': out += "\\\""; break;
         case '\\': out += "\\\\"; break;
@@ -69,7 +58,7 @@ inline void append_json_string(std::string& out, std::string_view text) {
                 out += c;
             }
         }
-    }
+    });
     out += '"';
 }
 

@@ -69,18 +69,7 @@ inline void append_px(std::string& out, double v) {
 /// Appends `text` escaped for XML content and attribute values: well-formed UTF-8 passes through, a
 /// byte that is not becomes U+FFFD, control characters XML 1.0 forbids are dropped.
 inline void append_xml_text(std::string& out, std::string_view text) {
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (static_cast<unsigned char>(c) >= 0x80) {
-            const std::size_t n = utf8_sequence(text, i);
-            if (n == 0) {
-                out += utf8_replacement;
-            } else {
-                out += text.substr(i, n);
-                i += n - 1;
-            }
-            continue;
-        }
+    append_utf8_text(out, text, [&out](char c) {
         switch (c) {
         case '&': out += "&amp;"; break;
         case '<': out += "&lt;"; break;
@@ -91,7 +80,7 @@ inline void append_xml_text(std::string& out, std::string_view text) {
             // XML 1.0 allows no control characters but tab, newline and carriage return.
             if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n' || c == '\r') out += c;
         }
-    }
+    });
 }
 
 /// A "nice" tick spacing (1, 2 or 5 times a power of ten) giving about `target` ticks over `span`.

@@ -161,6 +161,18 @@ private:
     std::chrono::nanoseconds sleep_{0};
 };
 
+/// Tests `done()` until it returns true, pausing between tests as `options` says (`mpi_backoff`);
+/// once `timeout` has passed without it, calls `expire()`, which must throw.
+template <class Done, class Expire>
+void mpi_poll(const mpi_options& options, std::chrono::nanoseconds timeout, Done done, Expire expire) {
+    const auto deadline = deadline_after(timeout);
+    mpi_backoff backoff(options);
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline) expire();
+        backoff.pause(deadline);
+    }
+}
+
 /// Byte count of `n` elements of `T` as MPI's `int`, or `config_error` past `INT_MAX`.
 template <class T>
 [[nodiscard]] int mpi_byte_count(std::size_t n) {
@@ -399,13 +411,8 @@ public:
         /// Blocks until the send completes.
         /// \throws timeout_error after `timeout`; transport_error when MPI reports a failure.
         void wait(std::chrono::nanoseconds timeout) {
-            const auto deadline = detail::deadline_after(timeout);
-            detail::mpi_backoff backoff(state_->options);
-            while (!test()) {
-                if (std::chrono::steady_clock::now() >= deadline)
-                    throw timeout_error(state_->rank, peer_, tag_, at_, timeout);
-                backoff.pause(deadline);
-            }
+            detail::mpi_poll(state_->options, timeout, [this] { return test(); },
+                             [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
         }
 
     private:
@@ -481,13 +488,8 @@ public:
         [[nodiscard]] Buffer wait(std::chrono::nanoseconds timeout) {
             PACI_ASSERT(phase_ != phase::taken, "paci::mpi_communicator: wait on a receive already taken");
             if (phase_ == phase::taken) return Buffer{};
-            const auto deadline = detail::deadline_after(timeout);
-            detail::mpi_backoff backoff(state_->options);
-            while (!test()) {
-                if (std::chrono::steady_clock::now() >= deadline)
-                    throw timeout_error(state_->rank, peer_, tag_, at_, timeout);
-                backoff.pause(deadline);
-            }
+            detail::mpi_poll(state_->options, timeout, [this] { return test(); },
+                             [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
             phase_ = phase::taken;
             Buffer out = std::move(*buffer_);
             buffer_.reset();
@@ -575,19 +577,18 @@ public:
         MPI_Request request = MPI_REQUEST_NULL;
         detail::mpi_check(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, prints->data(), 1, MPI_UINT64_T, comm(), &request),
                           "MPI_Iallgather");
-        const auto deadline = detail::deadline_after(timeout);
-        detail::mpi_backoff backoff(state_->options);
-        for (;;) {
-            int done = 0;
-            detail::mpi_check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Iallgather");
-            if (done) break;
-            if (std::chrono::steady_clock::now() >= deadline) {
+        detail::mpi_poll(
+            state_->options, timeout,
+            [&] {
+                int done = 0;
+                detail::mpi_check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Iallgather");
+                return done != 0;
+            },
+            [&] {
                 // The collective is still running and may write into the buffers: keep them alive.
                 state_->orphans.push_back({request, std::make_shared<std::pair<decltype(prints), decltype(mine)>>(prints, mine)});
                 throw timeout_error(rank(), -1, -1, action{}, timeout);
-            }
-            backoff.pause(deadline);
-        }
+            });
         const auto& p = *prints;
         for (std::size_t r = 1; r < p.size(); ++r)
             if (p[r] != p[0])

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace paci::detail {
@@ -44,5 +45,26 @@ namespace paci::detail {
 
 /// U+FFFD, written for every byte that does not start a well-formed sequence.
 inline constexpr std::string_view utf8_replacement = "\xEF\xBF\xBD";
+
+/// Appends `text` to `out`, walking it once: a well-formed multi-byte UTF-8 sequence is copied as it
+/// is, a byte that starts none becomes U+FFFD, and each ASCII byte goes to `ascii(c)`, which appends
+/// it (escaped as its format needs, or not at all) to `out` itself.
+template <class Ascii>
+void append_utf8_text(std::string& out, std::string_view text, Ascii&& ascii) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (static_cast<unsigned char>(c) < 0x80) {
+            ascii(c);
+            continue;
+        }
+        const std::size_t n = utf8_sequence(text, i);
+        if (n == 0) {
+            out += utf8_replacement;
+        } else {
+            out += text.substr(i, n);
+            i += n - 1;
+        }
+    }
+}
 
 } // namespace paci::detail
