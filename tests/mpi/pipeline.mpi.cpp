@@ -71,15 +71,6 @@ std::vector<std::vector<T>> gather(const std::vector<T>& mine) {
     return out;
 }
 
-/// An MLP with one layer per stage (input 4, hidden 8, output 2) and `a` micro-batches per update.
-mlp_config config_for(int stages, int a) {
-    mlp_config cfg;
-    cfg.widths = {4};
-    for (int s = 0; s + 1 < stages; ++s) cfg.widths.push_back(8);
-    cfg.widths.push_back(2);
-    cfg.accumulation = a;
-    return cfg;
-}
 
 /// What one training run over MPI left, gathered on rank 0.
 struct gathered {
@@ -122,7 +113,7 @@ template <class Policy>
 void check_matches_reference(const Policy& policy, int n, int runs = 1) {
     const int P = g_size, a = policy.microbatches, total = n * runs;
     const std::string name = describe(policy) + ", " + std::to_string(runs) + " x " + std::to_string(n) + " micro-batches";
-    const mlp_config cfg = config_for(P, a);
+    const mlp_config cfg = paci_test::mlp_config_for(P, a);
     const gathered g = train(policy, cfg, n, runs);
     if (g_rank != 0) return;
 
@@ -158,7 +149,7 @@ void check_paci(int a, int n) {
     const int P = g_size;
     const paci::paci_policy<> policy{.stages = P, .microbatches = a};
     const std::string name = describe(policy) + ", " + std::to_string(n) + " micro-batches";
-    mlp_config cfg = config_for(P, a);
+    mlp_config cfg = paci_test::mlp_config_for(P, a);
     cfg.learning_rate = 0.3;
     const gathered g = train(policy, cfg, n);
     if (g_rank != 0) return;
@@ -248,7 +239,7 @@ static_assert(paci::stage<faulty_stage>);
 
 [[noreturn]] void fail_mid_run(const std::string& mode) {
     comm_type comm(MPI_COMM_WORLD);
-    faulty_stage stage{mlp_stage(config_for(g_size, 2), g_rank), mode};
+    faulty_stage stage{mlp_stage(paci_test::mlp_config_for(g_size, 2), g_rank), mode};
     paci::executor exec(paci::one_f_one_b<>{.stages = g_size, .microbatches = 2}, std::vector<faulty_stage*>{&stage},
                         comm, paci::executor_options{.timeout = std::chrono::seconds(20)});
     exec.run(16);

@@ -37,15 +37,6 @@ using paci_test::mlp_stage;
 
 namespace {
 
-/// An MLP with one layer per stage (input 4, hidden 8, output 2) and `a` micro-batches per update.
-mlp_config config_for(int stages, int a) {
-    mlp_config cfg;
-    cfg.widths = {4};
-    for (int s = 0; s + 1 < stages; ++s) cfg.widths.push_back(8);
-    cfg.widths.push_back(2);
-    cfg.accumulation = a;
-    return cfg;
-}
 
 /// Micro-batches whose backward (B, or W when split) ran at each stage, in the order they ran.
 std::map<int, std::vector<int>> gradient_order(const paci::run_trace& t) {
@@ -69,7 +60,7 @@ void check_matches_reference(const Policy& policy, int n, activations mode, acti
     const int P = policy.shape().stages;
     const int a = policy.microbatches;
     INFO(policy);
-    const mlp_config cfg = config_for(P, a);
+    const mlp_config cfg = paci_test::mlp_config_for(P, a);
     auto stages = paci_test::make_stages(cfg, mode, last_mode);
     const auto initial = paci_test::parameters(stages);
     paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
@@ -118,7 +109,7 @@ TEST_CASE("mlp support: the backward matches central finite differences of the l
     // Guards the test model itself: if its gradients were wrong, "the pipeline equals the reference"
     // would prove little and "the loss goes down" could fail for the wrong reason.
     const int a = GENERATE(1, 3);
-    mlp_config cfg = config_for(4, a);
+    mlp_config cfg = paci_test::mlp_config_for(4, a);
     mlp_reference ref(cfg);
     const int m = 5;
     static_cast<void>(ref.train_one(m));
@@ -207,7 +198,7 @@ void check_paci_versions(const Policy& policy, int n, activations mode, bool rec
     const int P = policy.stages;
     const int a = policy.microbatches;
     INFO(policy << ", " << n << " micro-batches");
-    const mlp_config cfg = config_for(P, a);
+    const mlp_config cfg = paci_test::mlp_config_for(P, a);
     auto stages = paci_test::make_stages(cfg, mode, activations::keep);
     paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
     pipeline.run(n);
@@ -310,7 +301,7 @@ TEST_CASE("PACI: recorded versions equal the replay of the policy's schedule; dr
 TEST_CASE("PACI training: the loss goes down", "[unit][runtime]") {
     const int a = GENERATE(2, 4);
     const int n = 128;
-    mlp_config cfg = config_for(4, a);
+    mlp_config cfg = paci_test::mlp_config_for(4, a);
     cfg.learning_rate = 0.3;
     auto stages = paci_test::make_stages(cfg);
     paci::inprocess_pipeline pipeline(paci::paci_policy<>{.stages = 4, .microbatches = a}, paci_test::pointers(stages));
@@ -360,14 +351,14 @@ TEST_CASE("a recorded trace validates and exports to a Chrome trace", "[unit][ru
         }
     };
     SECTION("PACI") {
-        const mlp_config cfg = config_for(P, 2);
+        const mlp_config cfg = paci_test::mlp_config_for(P, 2);
         auto stages = paci_test::make_stages(cfg);
         paci::inprocess_pipeline pipeline(paci::paci_policy<>{.stages = P, .microbatches = 2}, paci_test::pointers(stages));
         pipeline.run(8);
         check_trace(pipeline.trace());
     }
     SECTION("1F1B-flush") {
-        const mlp_config cfg = config_for(P, 4);
+        const mlp_config cfg = paci_test::mlp_config_for(P, 4);
         auto stages = paci_test::make_stages(cfg);
         paci::inprocess_pipeline pipeline(paci::one_f_one_b<>{.stages = P, .microbatches = 4}, paci_test::pointers(stages));
         pipeline.run(8);

@@ -62,6 +62,17 @@ struct mlp_config {
     [[nodiscard]] int out_of(int layer) const { return widths.at(static_cast<std::size_t>(layer) + 1); }
 };
 
+/// The small model the runtime tests use: one layer per stage (input 4, hidden 8, output 2) and
+/// `a` micro-batches per update.
+[[nodiscard]] inline mlp_config mlp_config_for(int stages, int a) {
+    mlp_config cfg;
+    cfg.widths = {4};
+    for (int s = 0; s + 1 < stages; ++s) cfg.widths.push_back(8);
+    cfg.widths.push_back(2);
+    cfg.accumulation = a;
+    return cfg;
+}
+
 namespace detail {
 inline constexpr std::uint64_t input_stream = 1, target_stream = 2, weight_stream = 3, bias_stream = 4;
 inline std::size_t sz(int n) { return static_cast<std::size_t>(n); }
