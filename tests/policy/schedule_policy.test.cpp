@@ -45,9 +45,25 @@ std::ostream& operator<<(std::ostream& os, const T&) {
     return os << T::name;
 }
 
+// What every policy also declares for the executor: its program as a stream, the loss scale, the
+// run granularity and what its program contains. The fakes below share it, so each near miss still
+// misses exactly the one thing it names.
+struct ends_at_once {
+    bool next(paci::action&, std::int64_t) { return false; }
+    void stop_after(std::int64_t) {}
+};
+struct runs_program {
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
+    [[nodiscard]] ends_at_once program(int) const { return {}; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
+    friend bool operator==(const runs_program&, const runs_program&) = default;
+};
+
 // A minimal model written from the concept's documented requirements. Each near miss below is this
 // type with exactly one thing taken away or changed.
-struct minimal_policy {
+struct minimal_policy : runs_program {
     static constexpr std::string_view name = "minimal";
     int stages = 2;
     void validate() const {}
@@ -61,7 +77,7 @@ struct minimal_policy {
 };
 
 // The near miss named in the concept's documentation: its schedule could not be replayed for versions.
-struct without_controller {
+struct without_controller : runs_program {
     static constexpr std::string_view name = "without_controller";
     int stages = 2;
     void validate() const {}
@@ -73,7 +89,7 @@ struct without_controller {
     friend bool operator==(const without_controller&, const without_controller&) = default;
 };
 
-struct controller_not_a_controller {
+struct controller_not_a_controller : runs_program {
     static constexpr std::string_view name = "controller_not_a_controller";
     int stages = 2;
     void validate() const {}
@@ -87,7 +103,7 @@ struct controller_not_a_controller {
 };
 
 // generate() hands back bare per-rank programs: no shape, micro-batch count or steps to check against.
-struct generate_returns_programs {
+struct generate_returns_programs : runs_program {
     static constexpr std::string_view name = "generate_returns_programs";
     int stages = 2;
     void validate() const {}
@@ -100,7 +116,7 @@ struct generate_returns_programs {
     friend bool operator==(const generate_returns_programs&, const generate_returns_programs&) = default;
 };
 
-struct without_generate {
+struct without_generate : runs_program {
     static constexpr std::string_view name = "without_generate";
     int stages = 2;
     void validate() const {}
@@ -112,7 +128,7 @@ struct without_generate {
     friend bool operator==(const without_generate&, const without_generate&) = default;
 };
 
-struct without_drift_bound {
+struct without_drift_bound : runs_program {
     static constexpr std::string_view name = "without_drift_bound";
     int stages = 2;
     void validate() const {}
@@ -125,7 +141,7 @@ struct without_drift_bound {
 };
 
 // A bound without a stage: PACI's bound differs per stage, so a single number cannot state it.
-struct drift_bound_without_stage {
+struct drift_bound_without_stage : runs_program {
     static constexpr std::string_view name = "drift_bound_without_stage";
     int stages = 2;
     void validate() const {}
@@ -138,7 +154,7 @@ struct drift_bound_without_stage {
     friend bool operator==(const drift_bound_without_stage&, const drift_bound_without_stage&) = default;
 };
 
-struct drift_bound_returns_double {
+struct drift_bound_returns_double : runs_program {
     static constexpr std::string_view name = "drift_bound_returns_double";
     int stages = 2;
     void validate() const {}
@@ -151,7 +167,7 @@ struct drift_bound_returns_double {
     friend bool operator==(const drift_bound_returns_double&, const drift_bound_returns_double&) = default;
 };
 
-struct without_validate {
+struct without_validate : runs_program {
     static constexpr std::string_view name = "without_validate";
     int stages = 2;
     [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
@@ -163,7 +179,7 @@ struct without_validate {
     friend bool operator==(const without_validate&, const without_validate&) = default;
 };
 
-struct shape_returns_stage_count {
+struct shape_returns_stage_count : runs_program {
     static constexpr std::string_view name = "shape_returns_stage_count";
     int stages = 2;
     void validate() const {}
@@ -191,7 +207,12 @@ struct without_name {
 // Not std::regular: a policy must compare equal to a copy so tests can print and compare it.
 struct without_equality {
     static constexpr std::string_view name = "without_equality";
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
     int stages = 2;
+    [[nodiscard]] ends_at_once program(int) const { return {}; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
     void validate() const {}
     [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
     [[nodiscard]] paci::schedule generate() const { return {}; }
@@ -202,7 +223,7 @@ struct without_equality {
 };
 
 // Member functions callable only on a mutable policy: the analysis holds policies by const reference.
-struct generate_not_const {
+struct generate_not_const : runs_program {
     static constexpr std::string_view name = "generate_not_const";
     int stages = 2;
     void validate() const {}
@@ -218,13 +239,76 @@ struct generate_not_const {
 template <class P>
 using controller_of = decltype(std::declval<const P&>().controller());
 
+// Without a program stream the executor could not run it.
+struct without_program {
+    static constexpr std::string_view name = "without_program";
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
+    int stages = 2;
+    void validate() const {}
+    [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
+    [[nodiscard]] paci::schedule generate() const { return {}; }
+    [[nodiscard]] paci::flush controller() const { return {}; }
+    [[nodiscard]] int drift_bound(int) const { return 0; }
+    [[nodiscard]] int staleness_bound(int) const { return 0; }
+    [[nodiscard]] int versions_bound(int) const { return 1; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
+    friend bool operator==(const without_program&, const without_program&) = default;
+};
+
+// A program that cannot pause at a cut (only `next(a)`).
+struct next_without_cut {
+    bool next(paci::action&) { return false; }
+    void stop_after(std::int64_t) {}
+};
+struct program_without_cut {
+    static constexpr std::string_view name = "program_without_cut";
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
+    int stages = 2;
+    void validate() const {}
+    [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
+    [[nodiscard]] paci::schedule generate() const { return {}; }
+    [[nodiscard]] next_without_cut program(int) const { return {}; }
+    [[nodiscard]] paci::flush controller() const { return {}; }
+    [[nodiscard]] int drift_bound(int) const { return 0; }
+    [[nodiscard]] int staleness_bound(int) const { return 0; }
+    [[nodiscard]] int versions_bound(int) const { return 1; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
+    friend bool operator==(const program_without_cut&, const program_without_cut&) = default;
+};
+
+// Does not say whether its program holds split backwards: the executor could not check the stage.
+struct without_contents {
+    static constexpr std::string_view name = "without_contents";
+    int stages = 2;
+    void validate() const {}
+    [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
+    [[nodiscard]] paci::schedule generate() const { return {}; }
+    [[nodiscard]] ends_at_once program(int) const { return {}; }
+    [[nodiscard]] paci::flush controller() const { return {}; }
+    [[nodiscard]] int drift_bound(int) const { return 0; }
+    [[nodiscard]] int staleness_bound(int) const { return 0; }
+    [[nodiscard]] int versions_bound(int) const { return 1; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
+    friend bool operator==(const without_contents&, const without_contents&) = default;
+};
+
 } // namespace schedule_policy_test
 
 namespace schedule_policy_unprintable {
 // The minimal model without a printer: a failing test could not show which policy it was.
 struct without_printer {
     static constexpr std::string_view name = "without_printer";
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
     int stages = 2;
+    [[nodiscard]] schedule_policy_test::ends_at_once program(int) const { return {}; }
+    [[nodiscard]] double loss_scale() const { return 1.0; }
+    [[nodiscard]] int run_granularity() const { return 1; }
     void validate() const {}
     [[nodiscard]] paci::pipeline_shape shape() const { return {stages, stages, paci::stage_map::loop}; }
     [[nodiscard]] paci::schedule generate() const { return {}; }
@@ -270,6 +354,9 @@ TEST_CASE("schedule_policy: near misses are not models", "[unit][concept]") {
     STATIC_REQUIRE_FALSE(paci::schedule_policy<without_name>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<without_equality>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<generate_not_const>);
+    STATIC_REQUIRE_FALSE(paci::schedule_policy<without_program>);
+    STATIC_REQUIRE_FALSE(paci::schedule_policy<program_without_cut>);
+    STATIC_REQUIRE_FALSE(paci::schedule_policy<without_contents>);
     // Neither a controller nor a schedule is a policy.
     STATIC_REQUIRE_FALSE(paci::schedule_policy<paci::accumulation>);
     STATIC_REQUIRE_FALSE(paci::schedule_policy<paci::schedule>);

@@ -5,7 +5,9 @@
 #include <paci/policy/schedule_policy.hpp>
 #include <paci/version/flush.hpp>
 
+#include <cstdint>
 #include <ostream>
+#include <vector>
 
 namespace paci {
 
@@ -17,6 +19,8 @@ template <backward_flavour Flavour = backward_flavour::perf>
 struct gpipe {
     static constexpr std::string_view name = "gpipe";
     static constexpr backward_flavour flavour = Flavour;
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = Flavour == backward_flavour::recompute;
     int stages = 1;
     int microbatches = 1; ///< micro-batches per optimizer update
     int steps = 1;        ///< optimizer updates described
@@ -31,24 +35,35 @@ struct gpipe {
     [[nodiscard]] int staleness_bound(int) const { return 0; }
     [[nodiscard]] int versions_bound(int) const { return 1; }
 
+    /// 1 / micro-batches per update: the last stage scales its loss by it.
+    [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
+    /// Every update drains, so `executor::run(n)` takes whole updates.
+    [[nodiscard]] int run_granularity() const noexcept { return microbatches; }
+    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first.
+    [[nodiscard]] update_program<gpipe> program(int rank) const {
+        validate();
+        detail::check_rank(name, rank, shape().ranks);
+        return unchecked_program(rank);
+    }
+    /// `program(rank)` of a validated policy and a rank in range.
+    [[nodiscard]] update_program<gpipe> unchecked_program(int rank) const { return update_program<gpipe>(*this, rank); }
+
     [[nodiscard]] schedule generate() const {
         validate();
-        schedule out = detail::make_schedule(shape(), microbatches * steps, steps, detail::print(*this));
-        for (int s = 0; s < stages; ++s) {
-            auto& prog = out.ranks[static_cast<std::size_t>(s)];
-            prog.reserve(static_cast<std::size_t>(microbatches * steps) * (Flavour == backward_flavour::recompute ? 3U : 2U) +
-                         static_cast<std::size_t>(steps));
-            for (int g = 0; g < steps; ++g) {
-                const int base = g * microbatches;
-                for (int m = 0; m < microbatches; ++m) prog.emplace_back(op::F, s, base + m);
-                for (int m = 0; m < microbatches; ++m) {
-                    if (Flavour == backward_flavour::recompute) prog.emplace_back(op::R, s, base + m);
-                    prog.emplace_back(op::B, s, base + m);
-                }
-                prog.emplace_back(op::STEP, s, g);
-            }
+        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, static_cast<std::size_t>(microbatches * steps) * (recomputes ? 3U : 2U) + static_cast<std::size_t>(steps));
+    }
+
+    /// Appends update `g`'s program of rank `rank` (stage `rank`): the forwards of the group, their
+    /// backwards in the same order, the update.
+    void append_update(int rank, int g, std::vector<action>& prog) const {
+        const int s = rank;
+        const int base = g * microbatches;
+        for (int m = 0; m < microbatches; ++m) prog.emplace_back(op::F, s, base + m);
+        for (int m = 0; m < microbatches; ++m) {
+            if (recomputes) prog.emplace_back(op::R, s, base + m);
+            prog.emplace_back(op::B, s, base + m);
         }
-        return out;
+        prog.emplace_back(op::STEP, s, g);
     }
 
     friend constexpr bool operator==(const gpipe&, const gpipe&) = default;

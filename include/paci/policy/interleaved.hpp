@@ -6,6 +6,7 @@
 #include <paci/version/flush.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <ostream>
 #include <vector>
 
@@ -19,6 +20,8 @@ namespace paci {
 /// blocks of `ranks`).
 struct interleaved_one_f_one_b {
     static constexpr std::string_view name = "interleaved_one_f_one_b";
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = false;
     int ranks = 1;
     int chunks = 2;       ///< stages per rank (virtual stages)
     int microbatches = 1; ///< micro-batches per optimizer update
@@ -44,36 +47,45 @@ struct interleaved_one_f_one_b {
         return std::min(2 * (ranks - r - 1) + (chunks - 1) * ranks, microbatches * chunks);
     }
 
+    /// 1 / micro-batches per update: the last stage scales its loss by it.
+    [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
+    /// Every update drains, so `executor::run(n)` takes whole updates.
+    [[nodiscard]] int run_granularity() const noexcept { return microbatches; }
+    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first.
+    [[nodiscard]] update_program<interleaved_one_f_one_b> program(int rank) const {
+        validate();
+        detail::check_rank(name, rank, shape().ranks);
+        return unchecked_program(rank);
+    }
+    /// `program(rank)` of a validated policy and a rank in range.
+    [[nodiscard]] update_program<interleaved_one_f_one_b> unchecked_program(int rank) const { return update_program<interleaved_one_f_one_b>(*this, rank); }
+
     [[nodiscard]] schedule generate() const {
         validate();
-        schedule out = detail::make_schedule(shape(), microbatches * steps, steps, detail::print(*this));
+        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, static_cast<std::size_t>(microbatches * chunks) * 2U * static_cast<std::size_t>(steps) + static_cast<std::size_t>(steps * chunks));
+    }
+
+    /// Appends update `g`'s program of rank `r`: warm-up forwards, one forward and one backward
+    /// alternating, the drain; each stage updates right after its last backward of the update.
+    void append_update(int r, int g, std::vector<action>& prog) const {
         const int per_step = microbatches * chunks; // forwards (and backwards) per rank per step
         const int block = ranks * chunks;
-        for (int r = 0; r < ranks; ++r) {
-            auto& prog = out.ranks[static_cast<std::size_t>(r)];
-            prog.reserve(static_cast<std::size_t>(per_step) * 2U * static_cast<std::size_t>(steps) +
-                         static_cast<std::size_t>(steps * chunks));
-            for (int g = 0; g < steps; ++g) {
-                const int base = g * microbatches;
-                const auto mb = [&](int k) { return base + (k / block) * ranks + k % ranks; };
-                const auto fwd = [&](int k) { prog.emplace_back(op::F, ((k / ranks) % chunks) * ranks + r, mb(k)); };
-                std::vector<int> done(static_cast<std::size_t>(chunks), 0);
-                const auto bwd = [&](int k) {
-                    const int chunk = chunks - 1 - (k / ranks) % chunks;
-                    prog.emplace_back(op::B, chunk * ranks + r, mb(k));
-                    // A stage updates right after its last backward of the step (as the executor does).
-                    if (++done[static_cast<std::size_t>(chunk)] == microbatches) prog.emplace_back(op::STEP, chunk * ranks + r, g);
-                };
-                const int w = warmup(r);
-                for (int k = 0; k < w; ++k) fwd(k);
-                for (int k = 0; k < per_step - w; ++k) {
-                    fwd(w + k);
-                    bwd(k);
-                }
-                for (int k = per_step - w; k < per_step; ++k) bwd(k);
-            }
+        const int base = g * microbatches;
+        const auto mb = [&](int k) { return base + (k / block) * ranks + k % ranks; };
+        const auto fwd = [&](int k) { prog.emplace_back(op::F, ((k / ranks) % chunks) * ranks + r, mb(k)); };
+        std::vector<int> done(static_cast<std::size_t>(chunks), 0);
+        const auto bwd = [&](int k) {
+            const int chunk = chunks - 1 - (k / ranks) % chunks;
+            prog.emplace_back(op::B, chunk * ranks + r, mb(k));
+            if (++done[static_cast<std::size_t>(chunk)] == microbatches) prog.emplace_back(op::STEP, chunk * ranks + r, g);
+        };
+        const int w = warmup(r);
+        for (int k = 0; k < w; ++k) fwd(k);
+        for (int k = 0; k < per_step - w; ++k) {
+            fwd(w + k);
+            bwd(k);
         }
-        return out;
+        for (int k = per_step - w; k < per_step; ++k) bwd(k);
     }
 
     friend constexpr bool operator==(const interleaved_one_f_one_b&, const interleaved_one_f_one_b&) = default;

@@ -38,11 +38,15 @@ template <class Controller>
 
 } // namespace detail
 
-/// One stage's program in the 1F1B machine, produced one action at a time: a forward whenever the
-/// in-flight cap (and, with a flushing controller, the current group) allows one, otherwise the
-/// oldest backward (preceded by `R` in the recompute flavour, followed by `STEP` when the controller
-/// says an update is due). Endless until `stop_after` is set, then it drains and ends; asynchronous
-/// policies are executed from this stream and analysed over a finite window of it.
+/// One stage's program in the 1F1B machine, produced one action at a time. The order is static:
+/// a forward whenever the stage is under its in-flight cap (and, with a flushing controller, the
+/// current group is open), otherwise the oldest stored micro-batch's backward (preceded by `R` in the
+/// recompute flavour, followed by `STEP` when the controller says an update is due). This is not the
+/// reference implementation's run-time greedy choice (any waiting gradient first): with equal stage
+/// costs both reach the same steady state, and under per-stage imbalance and jitter the static order
+/// is as fast or faster with the same drift bound (tests/sim/greedy.test.cpp, bench/sim/greedy.bench.cpp).
+/// Endless until `stop_after` is set, then it drains and ends; it satisfies `program_stream`, so the
+/// executor can pause it at any micro-batch (`next(a, cut)`).
 template <version_controller Controller>
 class one_f_one_b_stream {
 public:
@@ -57,13 +61,18 @@ public:
     void stop_after(std::int64_t microbatches) noexcept { limit_ = std::min(limit_, std::max<std::int64_t>(microbatches, forwards_)); }
 
     /// Writes the next action to `out`; false when the stream has drained.
-    bool next(action& out) {
+    bool next(action& out) { return next(out, unbounded); }
+
+    /// Writes the next action to `out` unless it is the forward of a micro-batch `>= cut` (then
+    /// false, and nothing is consumed) or the stream has drained (false).
+    bool next(action& out, std::int64_t cut) {
         if (head_ < count_) {
             out = queue_[head_++];
             return true;
         }
         const bool group_open = !Controller::flushes || forwards_ < (backwards_ / group_ + 1) * group_;
         if (forwards_ < limit_ && forwards_ - backwards_ < cap_ && group_open) {
+            if (forwards_ >= cut) return false;
             out = action{op::F, stage_, static_cast<int>(forwards_++)};
             return true;
         }
@@ -108,6 +117,8 @@ struct one_f_one_b_machine {
     using controller_type = Controller;
     static constexpr std::string_view name = detail::machine_name<Controller>();
     static constexpr backward_flavour flavour = Flavour;
+    static constexpr bool splits_backward = false;
+    static constexpr bool recomputes = Flavour == backward_flavour::recompute;
     int stages = 1;
     int microbatches = 1;
     int steps = 1;
@@ -161,6 +172,12 @@ struct one_f_one_b_machine {
         return Controller::stashes ? detail::ceil_div(cap_of(stage) - 1, microbatches) + 1 : 1;
     }
 
+    /// 1 / micro-batches per update: the last stage scales its loss by it (an update applies the mean
+    /// gradient of its micro-batches).
+    [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
+    /// A flushing controller runs whole updates; otherwise the program can pause at any micro-batch.
+    [[nodiscard]] int run_granularity() const noexcept { return Controller::flushes ? microbatches : 1; }
+
     /// Stage `stage`'s program as a stream: endless by default (execution), or ending after
     /// `limit` micro-batches and the drain (analysis windows). Validates the policy first.
     [[nodiscard]] one_f_one_b_stream<Controller> stream(int stage,
@@ -170,20 +187,22 @@ struct one_f_one_b_machine {
                                detail::concat("must be in [0, ", stages, ")"));
         return unchecked_stream(stage, limit);
     }
+    /// Rank `rank`'s endless program (rank `r` runs stage `r`). Validates the policy first.
+    [[nodiscard]] one_f_one_b_stream<Controller> program(int rank) const {
+        validate();
+        detail::check_rank(name, rank, stages);
+        return unchecked_stream(rank, one_f_one_b_stream<Controller>::unbounded);
+    }
+    /// `program(rank)` of a validated policy and a rank in range.
+    [[nodiscard]] one_f_one_b_stream<Controller> unchecked_program(int rank) const {
+        return unchecked_stream(rank, one_f_one_b_stream<Controller>::unbounded);
+    }
 
     [[nodiscard]] schedule generate() const {
         validate();
         const int total = microbatches * steps;
-        schedule out = detail::make_schedule(shape(), total, steps, detail::print(*this));
-        for (int s = 0; s < stages; ++s) {
-            auto& prog = out.ranks[static_cast<std::size_t>(s)];
-            prog.reserve(static_cast<std::size_t>(total) * (Flavour == backward_flavour::recompute ? 3U : 2U) +
-                         static_cast<std::size_t>(steps));
-            auto program = unchecked_stream(s, total);
-            action a;
-            while (program.next(a)) prog.push_back(a);
-        }
-        return out;
+        return detail::materialize(*this, total,
+                                   static_cast<std::size_t>(total) * (recomputes ? 3U : 2U) + static_cast<std::size_t>(steps));
     }
 
     friend bool operator==(const one_f_one_b_machine&, const one_f_one_b_machine&) = default;

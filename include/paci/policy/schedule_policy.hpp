@@ -4,6 +4,7 @@
 
 #include <paci/core/schedule.hpp>
 #include <paci/core/shape.hpp>
+#include <paci/policy/program.hpp>
 #include <paci/version/version_controller.hpp>
 
 #include <concepts>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace paci {
@@ -31,13 +33,22 @@ inline std::ostream& operator<<(std::ostream& os, backward_flavour f) { return o
 /// A schedule policy: a regular value holding a schedule's runtime numbers, whose type fixes its
 /// structure (version controller, backward flavour).
 ///
-/// Requirements, on a `const P p` and an `int stage`:
+/// Requirements, on a `const P p`, an `int stage` and an `int rank`:
 /// - `p.validate()`: throws `config_error` naming the policy, parameter, value and requirement;
-/// - `p.shape()` → `pipeline_shape`; `p.generate()` → `schedule` (compute actions and STEPs; validates first);
-/// - `p.controller()` → a `version_controller`;
+/// - `p.shape()` → `pipeline_shape`; `p.generate()` → `schedule` (compute actions and STEPs over
+///   `steps` updates; validates first);
+/// - `p.program(rank)` → a `program_stream`: the rank's program without end, one action at a time
+///   (what the executor runs; `generate()` is the same program cut after `steps` updates and drained);
+/// - `p.controller()` → a `version_controller` (what replay uses to check the program's STEPs);
 /// - `p.drift_bound(stage)`, `p.staleness_bound(stage)`, `p.versions_bound(stage)` → `int`: what the
 ///   policy promises (updates crossed between forward and backward, updates between forward and the
 ///   update that applies the gradient, resident weight versions);
+/// - `p.loss_scale()` → `double`: the factor the last stage applies to its loss so that an update
+///   applies the mean gradient of its micro-batches (1 / micro-batches per update);
+/// - `p.run_granularity()` → `int`: `executor::run(n)` needs `n` to be a multiple of it (1 where the
+///   program can pause at any micro-batch, micro-batches per update where every update drains);
+/// - `P::splits_backward`, `P::recomputes` (static constexpr bool): the program contains `I`/`W`
+///   actions, `R` actions (the executor requires a stage that can run them);
 /// - `P::name` (string_view), `os << p` prints it, and `std::regular<P>`.
 ///
 /// Valid model: `paci::one_f_one_b<>`. Near miss: a type with `generate()` but no `controller()`
@@ -47,10 +58,15 @@ concept schedule_policy = std::regular<P> && requires(const P& p, int stage, std
     p.validate();
     { p.shape() } -> std::same_as<pipeline_shape>;
     { p.generate() } -> std::same_as<schedule>;
+    { p.program(stage) } -> program_stream;
     { p.controller() } -> version_controller;
     { p.drift_bound(stage) } -> std::same_as<int>;
     { p.staleness_bound(stage) } -> std::same_as<int>;
     { p.versions_bound(stage) } -> std::same_as<int>;
+    { p.loss_scale() } -> std::same_as<double>;
+    { p.run_granularity() } -> std::same_as<int>;
+    typename std::bool_constant<P::splits_backward>;
+    typename std::bool_constant<P::recomputes>;
     { P::name } -> std::convertible_to<std::string_view>;
     { os << p } -> std::same_as<std::ostream&>;
 };
@@ -71,6 +87,10 @@ inline void check_counts(std::string_view api, int microbatches, int steps) {
 inline void check_stages(std::string_view api, int stages) {
     config_require(stages >= 1, api, "stages", stages, "must be >= 1");
     if (!(stages <= max_stages)) config_fail(api, "stages", stages, concat("must be <= ", max_stages));
+}
+
+inline void check_rank(std::string_view api, int rank, int ranks) {
+    if (!(rank >= 0 && rank < ranks)) config_fail(api, "rank", rank, concat("must be in [0, ", ranks, ")"));
 }
 
 /// A schedule with one empty program per rank, ready for a generator to fill.

@@ -6,7 +6,9 @@
 #include <paci/version/flush.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <ostream>
+#include <vector>
 
 namespace paci {
 
@@ -28,6 +30,8 @@ template <zb_variant Variant>
 struct zero_bubble {
     static constexpr std::string_view name = Variant == zb_variant::h1 ? "zb_h1" : "zb_h2";
     static constexpr zb_variant variant = Variant;
+    static constexpr bool splits_backward = true;
+    static constexpr bool recomputes = false;
     int stages = 1;
     int microbatches = 1;
     int steps = 1;
@@ -49,27 +53,38 @@ struct zero_bubble {
     /// How many micro-batches stage `s`'s `W`s lag behind its `I`s in the steady state.
     [[nodiscard]] int defer(int s) const { return Variant == zb_variant::h1 ? s : 2 * s; }
 
+    /// 1 / micro-batches per update: the last stage scales its loss by it.
+    [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
+    /// Every update drains, so `executor::run(n)` takes whole updates.
+    [[nodiscard]] int run_granularity() const noexcept { return microbatches; }
+    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first.
+    [[nodiscard]] update_program<zero_bubble> program(int rank) const {
+        validate();
+        detail::check_rank(name, rank, shape().ranks);
+        return unchecked_program(rank);
+    }
+    /// `program(rank)` of a validated policy and a rank in range.
+    [[nodiscard]] update_program<zero_bubble> unchecked_program(int rank) const { return update_program<zero_bubble>(*this, rank); }
+
     [[nodiscard]] schedule generate() const {
         validate();
-        schedule out = detail::make_schedule(shape(), microbatches * steps, steps, detail::print(*this));
-        for (int s = 0; s < stages; ++s) {
-            auto& prog = out.ranks[static_cast<std::size_t>(s)];
-            prog.reserve(static_cast<std::size_t>(microbatches * steps) * 3U + static_cast<std::size_t>(steps));
-            for (int g = 0; g < steps; ++g) {
-                const int base = g * microbatches;
-                int f = 0;
-                int w = 0;
-                while (f < warmup(s)) prog.emplace_back(op::F, s, base + f++);
-                for (int i = 0; i < microbatches; ++i) {
-                    prog.emplace_back(op::I, s, base + i);
-                    if (i - defer(s) >= w) prog.emplace_back(op::W, s, base + w++);
-                    if (f < microbatches) prog.emplace_back(op::F, s, base + f++);
-                }
-                while (w < microbatches) prog.emplace_back(op::W, s, base + w++);
-                prog.emplace_back(op::STEP, s, g);
-            }
+        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, static_cast<std::size_t>(microbatches * steps) * 3U + static_cast<std::size_t>(steps));
+    }
+
+    /// Appends update `g`'s program of rank `rank` (stage `rank`).
+    void append_update(int rank, int g, std::vector<action>& prog) const {
+        const int s = rank;
+        const int base = g * microbatches;
+        int f = 0;
+        int w = 0;
+        while (f < warmup(s)) prog.emplace_back(op::F, s, base + f++);
+        for (int i = 0; i < microbatches; ++i) {
+            prog.emplace_back(op::I, s, base + i);
+            if (i - defer(s) >= w) prog.emplace_back(op::W, s, base + w++);
+            if (f < microbatches) prog.emplace_back(op::F, s, base + f++);
         }
-        return out;
+        while (w < microbatches) prog.emplace_back(op::W, s, base + w++);
+        prog.emplace_back(op::STEP, s, g);
     }
 
     friend constexpr bool operator==(const zero_bubble&, const zero_bubble&) = default;
