@@ -50,7 +50,7 @@ std::ostream& operator<<(std::ostream& os, const T&) {
 // misses exactly the one thing it names.
 struct ends_at_once {
     bool next(paci::action&, std::int64_t) { return false; }
-    void stop_after(std::int64_t) {}
+    bool next_draining(paci::action&, std::int64_t) { return false; }
 };
 struct runs_program {
     static constexpr bool splits_backward = false;
@@ -260,7 +260,7 @@ struct without_program {
 // A program that cannot pause at a cut (only `next(a)`).
 struct next_without_cut {
     bool next(paci::action&) { return false; }
-    void stop_after(std::int64_t) {}
+    bool next_draining(paci::action&) { return false; }
 };
 struct program_without_cut {
     static constexpr std::string_view name = "program_without_cut";

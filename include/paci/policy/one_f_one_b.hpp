@@ -65,13 +65,23 @@ public:
 
     /// Writes the next action to `out` unless it is the forward of a micro-batch `>= cut` (then
     /// false, and nothing is consumed) or the stream has drained (false).
-    bool next(action& out, std::int64_t cut) {
+    bool next(action& out, std::int64_t cut) { return advance(out, cut, false); }
+    /// The stream as if no forward of a micro-batch `>= cut` were to run: false once drained.
+    bool next_draining(action& out, std::int64_t cut) { return advance(out, cut, true); }
+
+    [[nodiscard]] std::int64_t forwards() const noexcept { return forwards_; }
+    [[nodiscard]] std::int64_t backwards() const noexcept { return backwards_; }
+    [[nodiscard]] int updates() const noexcept { return updates_; }
+
+private:
+    bool advance(action& out, std::int64_t cut, bool draining) {
         if (head_ < count_) {
             out = queue_[head_++];
             return true;
         }
         const bool group_open = !Controller::flushes || forwards_ < (backwards_ / group_ + 1) * group_;
-        if (forwards_ < limit_ && forwards_ - backwards_ < cap_ && group_open) {
+        const bool may_inject = forwards_ < limit_ && (!draining || forwards_ < cut);
+        if (may_inject && forwards_ - backwards_ < cap_ && group_open) {
             if (forwards_ >= cut) return false;
             out = action{op::F, stage_, static_cast<int>(forwards_++)};
             return true;
@@ -86,11 +96,6 @@ public:
         return true;
     }
 
-    [[nodiscard]] std::int64_t forwards() const noexcept { return forwards_; }
-    [[nodiscard]] std::int64_t backwards() const noexcept { return backwards_; }
-    [[nodiscard]] int updates() const noexcept { return updates_; }
-
-private:
     Controller ctl_;
     int stage_;
     int cap_;

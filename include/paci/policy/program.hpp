@@ -24,24 +24,23 @@ namespace paci {
 /// Requirements, on an `S s`, an `action a` and a `std::int64_t m`:
 /// - `s.next(a, m)` → `bool`: writes the next action to `a` and returns true; returns false without
 ///   consuming anything when the next action is a forward of a micro-batch `>= m` (the program is
-///   *paused at the cut* `m`: a later call with a larger `m` continues it), or when it has ended;
-/// - `s.stop_after(m)`: no forward of a micro-batch `>= m` will run; the program finishes every
-///   micro-batch it started (the drain) and then ends.
+///   *paused at the cut* `m`: a later call with a larger `m` continues it);
+/// - `s.next_draining(a, m)` → `bool`: the same program as if no forward of a micro-batch `>= m`
+///   were ever to run: it finishes every micro-batch started (the drain) and then returns false. A
+///   drained program continues with `next(a, m2)`, `m2 > m`, as a pipeline refilled from empty.
 ///
-/// Pausing never changes the program: the actions of `next(a, m1)` ... `next(a, m2)` ... are the
-/// actions of one `next(a, m2)` sequence. Valid model: `paci::one_f_one_b_stream<paci::accumulation>`.
-/// Near miss: a generator with only `next(a)`, which could not stop before a forward without
-/// consuming it.
+/// Pausing never changes the program: the actions of `next(a, m1)` ... then `next(a, m2)` ... are
+/// those of `next(a, m2)` alone. Valid model: `paci::one_f_one_b_stream<paci::accumulation>`. Near
+/// miss: a generator with only `next(a)`, which could not stop before a forward without consuming it.
 template <class S>
 concept program_stream = std::movable<S> && requires(S& s, action& a, std::int64_t m) {
     { s.next(a, m) } -> std::same_as<bool>;
-    s.stop_after(m);
+    { s.next_draining(a, m) } -> std::same_as<bool>;
 };
 
 /// The program of a policy whose every update is a self-contained, flushed program (GPipe,
 /// zero-bubble, interleaved 1F1B): update `g`'s actions for `rank` come from
 /// `policy.append_update(rank, g, out)`, one update at a time, so memory holds one update's program.
-/// `stop_after(m)` ends the program after the update in progress (flushing policies run whole updates).
 template <class Policy>
 class update_program {
 public:
@@ -49,11 +48,10 @@ public:
 
     bool next(action& out, std::int64_t cut) {
         if (pos_ == buf_.size()) {
-            if (static_cast<std::int64_t>(update_) * policy_.microbatches >= stop_) return false;
             detail::config_require(static_cast<std::int64_t>(update_ + 1) * policy_.microbatches <=
                                        std::numeric_limits<std::int32_t>::max(),
-                                   Policy::name, "micro-batch index", static_cast<std::int64_t>(update_ + 1) * policy_.microbatches,
-                                   "must fit in 32 bits");
+                                   Policy::name, "micro-batch index",
+                                   static_cast<std::int64_t>(update_ + 1) * policy_.microbatches, "must fit in 32 bits");
             buf_.clear();
             pos_ = 0;
             policy_.append_update(rank_, update_++, buf_);
@@ -65,14 +63,18 @@ public:
         ++pos_;
         return true;
     }
-
-    void stop_after(std::int64_t microbatches) noexcept { stop_ = std::min(stop_, microbatches); }
+    /// Every update drains itself: draining at an update boundary is pausing there; the rest of an
+    /// update in progress runs to its end (flushing policies run whole updates).
+    bool next_draining(action& out, std::int64_t cut) {
+        if (pos_ == 0 || pos_ == buf_.size()) return next(out, cut); // at an update boundary
+        out = buf_[pos_++];
+        return true;
+    }
 
 private:
     Policy policy_;
     int rank_;
     int update_ = 0;
-    std::int64_t stop_ = std::numeric_limits<std::int64_t>::max();
     std::vector<action> buf_;
     std::size_t pos_ = 0;
 };
@@ -98,8 +100,7 @@ template <class Policy>
         auto program = policy.unchecked_program(r);
         action a;
         while (program.next(a, total)) prog.push_back(a);
-        program.stop_after(total);
-        while (program.next(a, total)) prog.push_back(a);
+        while (program.next_draining(a, total)) prog.push_back(a);
     }
     return out;
 }
