@@ -121,6 +121,7 @@ TEST_CASE("a stage that throws: pipeline_error names rank, stage and micro-batch
     bool thrown = false;
     try {
         pipeline.run(8);
+        pipeline.drain();
     } catch (const paci::pipeline_error& e) {
         thrown = true;
         CHECK(e.rank() == f.stage); // 1F1B: stage s on rank s
@@ -139,8 +140,8 @@ TEST_CASE("a stage that throws: pipeline_error names rank, stage and micro-batch
     }
     const double elapsed = seconds_since(t0);
     CHECK(thrown);
-    // run() joins every rank's thread before it returns; the others were woken by the abort, not by
-    // their own timeouts (which would take at least 2 s).
+    // drain() returns once every rank has stopped; the others were woken by the abort, not by their
+    // own timeouts (which would take at least 2 s).
     INFO("run returned after " << elapsed << " s");
     CHECK(elapsed < std::chrono::duration<double>(timeout).count());
 }
@@ -157,6 +158,7 @@ TEST_CASE("a stage that throws on another rank than its index (interleaved) and 
         const auto t0 = std::chrono::steady_clock::now();
         try {
             pipeline.run(8);
+            pipeline.drain();
             FAIL("run() returned normally");
         } catch (const paci::pipeline_error& e) {
             CHECK(e.rank() == 1);
@@ -167,8 +169,8 @@ TEST_CASE("a stage that throws on another rank than its index (interleaved) and 
         }
         CHECK(seconds_since(t0) < 2.0);
     }
-    SECTION("the second update of PACI's stage 2: reported at the backward that triggered it") {
-        // a = 2: stage 2's updates follow its backwards of micro-batches 1, 3, 5, ...
+    SECTION("the second update of PACI's stage 2: reported at that STEP") {
+        // a = 2: stage 2's updates (2STEP0, 2STEP1, ...) follow its backwards of micro-batches 1, 3, 5, ...
         auto stages = faulty_stages(4);
         stages[2].fail = where::step;
         stages[2].at = 1;
@@ -177,10 +179,11 @@ TEST_CASE("a stage that throws on another rank than its index (interleaved) and 
         const auto t0 = std::chrono::steady_clock::now();
         try {
             pipeline.run(8);
+            pipeline.drain();
             FAIL("run() returned normally");
         } catch (const paci::pipeline_error& e) {
             CHECK(e.rank() == 2);
-            CHECK(e.failed_action() == paci::action(paci::op::B, 2, 3));
+            CHECK(e.failed_action() == paci::action(paci::op::STEP, 2, 1));
             REQUIRE_THROWS_WITH(e.rethrow_original(), "injected fault at stage 2, micro-batch 1");
         }
         CHECK(seconds_since(t0) < 2.0);
@@ -259,8 +262,14 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
     // Runs `a.run(na)` as rank 0 and `b.run(nb)` as rank 1, side by side, and waits for both; what
     // either throws lands in e0 / e1.
     const auto run_both = [&](auto& a, std::int64_t na, auto& b, std::int64_t nb) {
-        auto t0 = run_catching(e0, [&] { a.run(na); });
-        auto t1 = run_catching(e1, [&] { b.run(nb); });
+        auto t0 = run_catching(e0, [&] {
+            a.run(na);
+            a.drain();
+        });
+        auto t1 = run_catching(e1, [&] {
+            b.run(nb);
+            b.drain();
+        });
         t0.join();
         t1.join();
     };
@@ -283,13 +292,19 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
         require_differs(e0);
         require_differs(e1);
     }
-    SECTION("the same policy, different micro-batch counts to run") {
+    SECTION("the same policy, different micro-batch counts to run: no agreement per run, the cut tells") {
+        // Ranks agree once, not at every run (that would be a barrier per update). Rank 1 asked for
+        // 8 micro-batches waits at 1F4 for rank 0, which stopped at 4: a timeout naming both.
         const paci::one_f_one_b<> p{.stages = 2, .microbatches = 2};
-        paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x0(p, {&stages[0]}, c0, opts);
-        paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x1(p, {&stages[1]}, c1, opts);
-        run_both(x0, 4, x1, 8);
-        require_differs(e0);
-        require_differs(e1);
+        paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x0(p, {&stages[0]}, c0, {.timeout = 300ms});
+        paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x1(p, {&stages[1]}, c1, {.timeout = 300ms});
+        auto t0 = run_catching(e0, [&] { x0.run(4); });
+        auto t1 = run_catching(e1, [&] { x1.run(8); });
+        t0.join();
+        t1.join();
+        CHECK(e0 == nullptr);
+        REQUIRE(e1 != nullptr);
+        REQUIRE_THROWS_WITH(std::rethrow_exception(e1), "paci::timeout_error: rank 1 waited 0.3 s for rank 0 (tag 2) at 1F4");
     }
     SECTION("control: the same configuration runs") {
         const paci::one_f_one_b<> p{.stages = 2, .microbatches = 2};
@@ -310,11 +325,11 @@ TEST_CASE("bad arguments to the runtime throw config_error with the documented m
     SECTION("run(n): n must be a positive multiple of the micro-batches per update") {
         paci::inprocess_pipeline pipeline(paci::one_f_one_b<>{.stages = 2, .microbatches = 4},
                                           std::vector<faulty_stage*>{&stages[0], &stages[1]}, {.timeout = 2s});
-        const std::string req = " must be a positive multiple of micro-batches per update (4)";
+        const std::string req = " must be a positive multiple of 4: one_f_one_b drains after every update of 4 micro-batches";
         REQUIRE_THROWS_AS(pipeline.run(0), paci::config_error);
-        REQUIRE_THROWS_WITH(pipeline.run(0), "paci::executor: micro-batches to run (0)" + req);
-        REQUIRE_THROWS_WITH(pipeline.run(6), "paci::executor: micro-batches to run (6)" + req);
-        REQUIRE_THROWS_WITH(pipeline.run(-4), "paci::executor: micro-batches to run (-4)" + req);
+        REQUIRE_THROWS_WITH(pipeline.run(0), "paci::inprocess_pipeline::run: micro-batches (0)" + req);
+        REQUIRE_THROWS_WITH(pipeline.run(6), "paci::inprocess_pipeline::run: micro-batches (6)" + req);
+        REQUIRE_THROWS_WITH(pipeline.run(-4), "paci::inprocess_pipeline::run: micro-batches (-4)" + req);
         // Rejected before any rank started: nothing ran.
         for (const auto& st : pipeline.state()) CHECK(st.next_microbatch == 0);
         CHECK(stages[0].steps == 0);
@@ -345,7 +360,7 @@ TEST_CASE("bad arguments to the runtime throw config_error with the documented m
         auto comm = world.communicator(1);
         paci::executor<paci::one_f_one_b<>, faulty_stage, comm_type> x(paci::one_f_one_b<>{.stages = 2}, {&stages[1]}, comm);
         REQUIRE_THROWS_WITH((x.restore(paci::executor_state{.next_microbatch = 0, .stages = {{}, {}}})),
-                            "paci::executor: restored stages (2) must equal this rank's stages (1)");
+                            "paci::executor::restore: restored stages (2) must equal this rank's stages (1)");
         paci::inprocess_pipeline pipeline(paci::one_f_one_b<>{.stages = 2}, std::vector<faulty_stage*>{&stages[0], &stages[1]});
         REQUIRE_THROWS_WITH(pipeline.restore({paci::executor_state{}}),
                             "paci::inprocess_pipeline: restored ranks (1) must equal ranks (2)");
@@ -388,6 +403,7 @@ std::vector<mlp_stage> interrupted(const Policy& policy, const mlp_config& cfg, 
         auto stages = paci_test::make_stages(cfg);
         paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
         pipeline.run(first);
+        pipeline.drain();
         saved.state = pipeline.state();
         saved.params = paci_test::parameters(stages);
         for (const auto& s : stages) {
@@ -400,6 +416,7 @@ std::vector<mlp_stage> interrupted(const Policy& policy, const mlp_config& cfg, 
     paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
     pipeline.restore(saved.state);
     pipeline.run(second);
+    pipeline.drain();
     trace_after = pipeline.trace();
     return stages;
 }
@@ -421,6 +438,7 @@ TEST_CASE("resume: a run drained, checkpointed and restored equals an uninterrup
         auto whole = paci_test::make_stages(cfg);
         paci::inprocess_pipeline uninterrupted(policy, paci_test::pointers(whole));
         uninterrupted.run(16);
+        uninterrupted.drain();
 
         paci::run_trace after;
         checkpoint saved;
@@ -452,11 +470,11 @@ TEST_CASE("resume: a run drained, checkpointed and restored equals an uninterrup
         for (const auto& rank : full.ranks) half.push_back(rank.size() / 2);
         CHECK(events_from(after, {}) == events_from(full, half));
     }
-    SECTION("PACI: run(8), checkpoint, restore, run(8) == run(8); run(8) on one pipeline") {
-        // A drain is a synchronization point for PACI: run(8) finishes every backward before
-        // micro-batch 8 starts, whereas run(16) lets micro-batch 8's forwards overlap the backwards of
-        // 5..7 (and read older weights). So the uninterrupted reference must drain at the same point;
-        // run(16) is a different schedule with different parameters (checked below).
+    SECTION("PACI: run(8), drain, checkpoint, restore, run(8) == run(8), drain, run(8) on one pipeline") {
+        // A drain is a synchronization point for PACI: drain() finishes every backward before
+        // micro-batch 8 starts, whereas run(8), run(8) lets micro-batch 8's forwards overlap the
+        // backwards of 5..7 (and read older weights). So the uninterrupted reference must drain at the
+        // same point; without the drain it is a different schedule with different parameters.
         const int a = 2;
         const paci::paci_policy<> policy{.stages = P, .microbatches = a};
         mlp_config cfg;
@@ -466,8 +484,10 @@ TEST_CASE("resume: a run drained, checkpointed and restored equals an uninterrup
         auto whole = paci_test::make_stages(cfg);
         paci::inprocess_pipeline uninterrupted(policy, paci_test::pointers(whole));
         uninterrupted.run(8);
+        uninterrupted.drain();
         const auto first_half = uninterrupted.trace();
         uninterrupted.run(8);
+        uninterrupted.drain();
 
         paci::run_trace after;
         checkpoint saved;
@@ -498,7 +518,9 @@ TEST_CASE("resume: a run drained, checkpointed and restored equals an uninterrup
         // Without the drain the schedule, and so the result, is different.
         auto undrained = paci_test::make_stages(cfg);
         paci::inprocess_pipeline one_window(policy, paci_test::pointers(undrained));
-        one_window.run(16);
+        one_window.run(8);
+        one_window.run(8);
+        one_window.drain();
         CHECK_FALSE(paci_test::bitwise_equal(paci_test::parameters(undrained), paci_test::parameters(whole)));
     }
 }

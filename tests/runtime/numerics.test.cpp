@@ -65,6 +65,7 @@ void check_matches_reference(const Policy& policy, int n, activations mode, acti
     const auto initial = paci_test::parameters(stages);
     paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
     pipeline.run(n);
+    pipeline.drain();
 
     mlp_reference ref(cfg);
     const std::vector<double> ref_losses = ref.train(0, n);
@@ -202,6 +203,7 @@ void check_paci_versions(const Policy& policy, int n, activations mode, bool rec
     auto stages = paci_test::make_stages(cfg, mode, activations::keep);
     paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
     pipeline.run(n);
+    pipeline.drain();
     const paci::run_trace trace = pipeline.trace();
 
     Policy window = policy;
@@ -306,6 +308,7 @@ TEST_CASE("PACI training: the loss goes down", "[unit][runtime]") {
     auto stages = paci_test::make_stages(cfg);
     paci::inprocess_pipeline pipeline(paci::paci_policy<>{.stages = 4, .microbatches = a}, paci_test::pointers(stages));
     pipeline.run(n);
+    pipeline.drain();
     const auto& losses = stages.back().losses();
     REQUIRE(losses.size() == static_cast<std::size_t>(n));
     double first = 0, last = 0;
@@ -355,6 +358,7 @@ TEST_CASE("a recorded trace validates and exports to a Chrome trace", "[unit][ru
         auto stages = paci_test::make_stages(cfg);
         paci::inprocess_pipeline pipeline(paci::paci_policy<>{.stages = P, .microbatches = 2}, paci_test::pointers(stages));
         pipeline.run(8);
+        pipeline.drain();
         check_trace(pipeline.trace());
     }
     SECTION("1F1B-flush") {
@@ -362,6 +366,7 @@ TEST_CASE("a recorded trace validates and exports to a Chrome trace", "[unit][ru
         auto stages = paci_test::make_stages(cfg);
         paci::inprocess_pipeline pipeline(paci::one_f_one_b<>{.stages = P, .microbatches = 4}, paci_test::pointers(stages));
         pipeline.run(8);
+        pipeline.drain();
         check_trace(pipeline.trace());
     }
 }

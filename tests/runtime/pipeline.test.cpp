@@ -65,6 +65,7 @@ void check(const Policy& policy, int microbatches) {
     }
     paci::inprocess_pipeline<Policy, relay_stage> pipeline(policy, ptrs);
     pipeline.run(microbatches);
+    pipeline.drain();
 
     for (const auto& st : stages) {
         CAPTURE(st.stage);
@@ -128,6 +129,7 @@ TEST_CASE("inprocess_pipeline: PACI's recorded drift reaches and never exceeds c
     const paci::paci_policy<> policy{.stages = P, .microbatches = a};
     paci::inprocess_pipeline<paci::paci_policy<>, relay_stage> pipeline(policy, ptrs);
     pipeline.run(24);
+    pipeline.drain();
     const auto recorded = paci::replay(pipeline.trace().to_schedule(), policy.controller());
     for (int s = 0; s < P; ++s) CHECK(recorded.per_stage[static_cast<std::size_t>(s)].max_drift == (P - 1 - s + a - 1) / a);
 }

@@ -53,10 +53,11 @@ TEST_CASE("inprocess_pipeline: a rejected micro-batch count leaves the pipeline 
     std::vector<echo_stage> stages(3);
     std::vector<echo_stage*> ptrs{&stages[0], &stages[1], &stages[2]};
     paci::inprocess_pipeline<paci::one_f_one_b<>, echo_stage> pipeline(paci::one_f_one_b<>{.stages = 3, .microbatches = 4}, ptrs);
-    REQUIRE_THROWS_WITH(pipeline.run(6),
-                        "paci::executor: micro-batches to run (6) must be a positive multiple of micro-batches per update (4)");
+    REQUIRE_THROWS_WITH(pipeline.run(6), "paci::inprocess_pipeline::run: micro-batches (6) must be a positive multiple of "
+                                         "4: one_f_one_b drains after every update of 4 micro-batches");
     REQUIRE_THROWS_AS(pipeline.run(0), paci::config_error);
     REQUIRE_NOTHROW(pipeline.run(8));
+    REQUIRE_NOTHROW(pipeline.drain());
     CHECK(pipeline.state().front().next_microbatch == 8);
 }
 
@@ -70,6 +71,7 @@ TEST_CASE("executor: whatever a stage throws is reported as that stage's failure
                                                                        ptrs, {.timeout = std::chrono::seconds(5)});
     try {
         pipeline.run(2);
+        pipeline.drain();
         FAIL("the run did not fail");
     } catch (const paci::pipeline_error& e) {
         CHECK(e.rank() == 1);
@@ -84,11 +86,13 @@ TEST_CASE("inprocess_pipeline: clear_trace forgets what was recorded; the next r
     std::vector<echo_stage*> ptrs{&stages[0], &stages[1]};
     paci::inprocess_pipeline<paci::one_f_one_b<>, echo_stage> pipeline(paci::one_f_one_b<>{.stages = 2, .microbatches = 2}, ptrs);
     pipeline.run(4);
+    pipeline.drain();
     // 4 micro-batches: per rank 4 forwards, 4 backwards and 2 updates.
     for (const auto& events : pipeline.trace().ranks) CHECK(events.size() == 10);
     pipeline.clear_trace();
     for (const auto& events : pipeline.trace().ranks) CHECK(events.empty());
     pipeline.run(2);
+    pipeline.drain();
     for (const auto& events : pipeline.trace().ranks) {
         REQUIRE(events.size() == 5);
         CHECK(events.front().act.microbatch == 4); // numbering continues after the first run

@@ -30,14 +30,27 @@ public:
                                             std::chrono::duration<double>(timeout).count(), " s for rank ", peer,
                                             " at ", what_waited)),
           rank_(rank), peer_(peer), tag_(-1), action_() {}
+    /// A call into rank `rank`'s stage that did not return: `running` for `elapsed` (at least the
+    /// timeout, or as long as another rank waited for it); `peer()` is `rank`, `tag()` is -1 and
+    /// `stage_call()` is true.
+    timeout_error(int rank, action running, std::chrono::nanoseconds elapsed, std::chrono::nanoseconds timeout,
+                  const std::string& noticed_by)
+        : std::runtime_error(detail::concat("paci::timeout_error: rank ", rank, "'s stage ", running.stage,
+                                            " did not return from ", running, " (running for ",
+                                            std::chrono::duration<double>(elapsed).count(), " s, timeout ",
+                                            std::chrono::duration<double>(timeout).count(), " s", noticed_by, ")")),
+          rank_(rank), peer_(rank), tag_(-1), action_(running), stage_call_(true) {}
     [[nodiscard]] int rank() const noexcept { return rank_; }
     [[nodiscard]] int peer() const noexcept { return peer_; }
     [[nodiscard]] int tag() const noexcept { return tag_; }
     [[nodiscard]] action waited_on() const noexcept { return action_; }
+    /// True when a stage call did not return (rather than a wait on a peer).
+    [[nodiscard]] bool stage_call() const noexcept { return stage_call_; }
 
 private:
     int rank_, peer_, tag_;
     action action_;
+    bool stage_call_ = false;
 };
 
 /// A transport reported a failure (MPI or NCCL status inside the message; `code()` holds it).

@@ -20,6 +20,11 @@ namespace paci {
 ///   stage may return an empty buffer). The last stage gets an empty buffer and starts from its loss;
 /// - `s.step()`: apply the accumulated gradients (the optimizer update) and zero them.
 ///
+/// Loss scaling: an update applies the mean gradient of its micro-batches only if the last stage
+/// starts its backward from `loss * policy.loss_scale()` (1 / micro-batches per update). A last stage
+/// with `set_loss_scale(double)` (`loss_scaling_stage`) is given the factor by the executor; any other
+/// last stage must apply it itself.
+///
 /// Valid model: a struct with `using buffer_type = std::vector<float>;` and those three members.
 /// Near miss: a stage whose `backward` takes the micro-batch only (no gradient to start from).
 template <class S>
@@ -43,5 +48,15 @@ concept split_backward_stage = stage<S> && requires(S& s, int m, typename S::buf
 /// `recompute(m)` rebuilds micro-batch `m`'s activations from its stored input right before its backward.
 template <class S>
 concept recompute_stage = stage<S> && requires(S& s, int m) { s.recompute(m); };
+
+} // namespace paci
+
+namespace paci {
+
+/// A stage that takes the policy's loss scale: the executor calls `s.set_loss_scale(policy.loss_scale())`
+/// on the last stage once, before it runs anything; the stage multiplies the gradient its backward
+/// starts from (d loss / d output) by it.
+template <class S>
+concept loss_scaling_stage = stage<S> && requires(S& s, double factor) { s.set_loss_scale(factor); };
 
 } // namespace paci
