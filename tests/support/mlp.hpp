@@ -5,8 +5,10 @@
 ///
 /// - Layer `k` maps `widths[k]` inputs to `widths[k + 1]` outputs: `z = W x + b` with `W` row-major
 ///   (out × in); hidden layers apply `tanh`, the last one is linear and feeds a mean-squared-error
-///   loss against a synthetic target. The loss is divided by `a` (micro-batches per update), so an
-///   update applies the mean gradient of `a` micro-batches; `step()` is plain SGD.
+///   loss against a synthetic target. The last stage scales its loss gradient by the loss scale the
+///   executor gives it (`set_loss_scale`: the policy's `loss_scale()`, 1 / micro-batches per update),
+///   so an update applies the mean gradient of `a` micro-batches; `step()` is plain SGD. The
+///   reference divides by `a` itself.
 /// - Parameters, inputs and targets are pure functions of the seed, the layer / micro-batch and the
 ///   index (splitmix64), so every run starts from the same bits.
 /// - `mlp_stage` satisfies `paci::stage`, `paci::split_backward_stage` and `paci::recompute_stage`.
@@ -197,9 +199,10 @@ struct dense_layer {
     for (std::size_t k = 0; k < y.size(); ++k) sum += (y[k] - t[k]) * (y[k] - t[k]);
     return sum / static_cast<double>(y.size());
 }
-[[nodiscard]] inline std::vector<double> mse_grad(const std::vector<double>& y, const std::vector<double>& t, int a) {
+[[nodiscard]] inline std::vector<double> mse_grad(const std::vector<double>& y, const std::vector<double>& t,
+                                                   double loss_scale) {
     std::vector<double> g(y.size());
-    const double k = 2.0 / (static_cast<double>(y.size()) * static_cast<double>(a));
+    const double k = 2.0 * loss_scale / static_cast<double>(y.size());
     for (std::size_t i = 0; i < y.size(); ++i) g[i] = k * (y[i] - t[i]);
     return g;
 }
@@ -242,7 +245,7 @@ public:
         if (!e.dz.empty()) fail("backward of micro-batch ", m, " twice");
         if (last_) {
             if (!g.empty()) fail("last stage got a non-empty gradient for micro-batch ", m);
-            g = mse_grad(e.output, mlp_target(cfg_, m), cfg_.accumulation);
+            g = mse_grad(e.output, mlp_target(cfg_, m), loss_scale_);
         } else if (g.size() != detail::sz(cfg_.samples * layer_.out)) {
             fail("gradient of micro-batch ", m, " has the wrong size");
         }
@@ -278,6 +281,10 @@ public:
         layer_.sgd(cfg_.learning_rate);
         ++steps_;
     }
+
+    /// The executor passes the policy's loss scale (1 / micro-batches per update) to the last stage.
+    void set_loss_scale(double factor) { loss_scale_ = factor; }
+    [[nodiscard]] double loss_scale() const noexcept { return loss_scale_; }
 
     [[nodiscard]] std::vector<double> parameters() const { return layer_.parameters(); }
     void load(const std::vector<double>& p) { layer_.load(p); }
@@ -322,11 +329,13 @@ private:
     std::map<int, entry> entries_;
     std::map<int, double> losses_;
     int forwards_ = 0, backwards_ = 0, recomputes_ = 0, steps_ = 0;
+    double loss_scale_ = 1.0; // until the executor sets the policy's
 };
 
 static_assert(paci::stage<mlp_stage>);
 static_assert(paci::split_backward_stage<mlp_stage>);
 static_assert(paci::recompute_stage<mlp_stage>);
+static_assert(paci::loss_scaling_stage<mlp_stage>);
 
 /// One stage object per layer; `last_mode` for the last stage (1F1B's recompute flavour runs the last
 /// stage's forward and backward back to back, without `R`, so its last stage keeps activations).
@@ -391,7 +400,7 @@ public:
         }
         const std::vector<double> target = mlp_target(cfg_, m);
         const double l = mse(x, target);
-        std::vector<double> g = mse_grad(x, target, cfg_.accumulation);
+        std::vector<double> g = mse_grad(x, target, 1.0 / static_cast<double>(cfg_.accumulation));
         for (std::size_t k = layers_.size(); k-- > 0;) {
             const std::vector<double> dz = layers_[k].pre_activation_grad(std::move(g), out[k]);
             g = k > 0 ? layers_[k].input_grad(dz, cfg_.samples) : std::vector<double>{};
