@@ -20,10 +20,16 @@
 ///      action without any wait: the same 4 no-op stages on one rank (interleaved 1F1B, 1 rank x 4
 ///      chunks, in-memory hand-offs), against the same calls in the same order written by hand.
 /// 2. Throughput with stages that spin a fixed time (200 µs forward, 400 µs backward; busy-wait on
-///    steady_clock, not sleep), 2 ranks, `a` micro-batches per update, 16 micro-batches per run:
+///    steady_clock, not sleep), 2 ranks, `a` micro-batches per update, 32 micro-batches per window,
+///    run as a training loop runs them: `run(a)` per update, one `drain()` at the end.
 ///    `BM_busy_paci_vs_flush/a` runs 1F1B-flush and PACI alternately and reports the measured
 ///    throughput ratio (PACI / flush, micro-batches per second) beside the ratio `paci::simulate`
 ///    predicts from the makespans of the same windows under the same costs. Target: within 5%.
+///    `drain_per_call_ratio` is PACI drained after every update (what `run` did before it streamed),
+///    which executes 1F1B-flush's program: about 1.
+/// 3. `BM_streaming_memory/microbatches:1000000`: PACI at P = 8 with no-op stages and recording off,
+///    1,000,000 micro-batches as a training loop; peak RSS (target < 64 MiB) and its growth over a
+///    10,000-micro-batch run.
 ///    The two ranks spin, so this needs two free cores: `flush_vs_sim` and `paci_vs_sim` (measured
 ///    over simulated time) near 1 say the run had them. `predicted_ratio_lat` repeats the prediction
 ///    with the transport's one-way latency (`hop_latency_us`, measured by a blocking ping-pong) as
@@ -36,6 +42,8 @@
 #include <paci/sim/simulate.hpp>
 
 #include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -85,6 +93,7 @@ double time_paci_noop(bool record) {
                                       ptrs, opts);
     const auto t0 = clock_type::now();
     pipeline.run(overhead_microbatches);
+    pipeline.drain();
     return seconds(clock_type::now() - t0);
 }
 
@@ -204,6 +213,7 @@ double time_paci_one_rank(bool record) {
         opts);
     const auto t0 = clock_type::now();
     pipeline.run(overhead_microbatches);
+    pipeline.drain();
     return seconds(clock_type::now() - t0);
 }
 
@@ -276,7 +286,7 @@ BENCHMARK(BM_baseline_one_thread)->UseManualTime()->Unit(benchmark::kMicrosecond
 constexpr auto busy_f = std::chrono::microseconds(200);
 constexpr auto busy_b = std::chrono::microseconds(400);
 constexpr int busy_stages = 2;
-constexpr int busy_microbatches = 16; // per run
+constexpr int busy_microbatches = 32; // per training window
 
 /// Spins (does not sleep) for a fixed time per forward and backward.
 struct busy_stage {
@@ -330,6 +340,19 @@ double hop_latency_us() {
     return seconds(clock_type::now() - t0) / (2.0 * rounds) * 1e6;
 }
 
+/// One training window on a drained pipeline, as a training loop runs it: `run(a)` per update and
+/// one `drain()` at the end (`drain_each` also drains after every update: the old behaviour of run).
+template <class Pipe>
+double train_window(Pipe& pipe, int a, bool drain_each) {
+    const auto t0 = clock_type::now();
+    for (int u = 0; u < busy_microbatches / a; ++u) {
+        pipe.run(a);
+        if (drain_each) pipe.drain();
+    }
+    pipe.drain();
+    return seconds(clock_type::now() - t0);
+}
+
 void BM_busy_paci_vs_flush(benchmark::State& state) {
     const int a = static_cast<int>(state.range(0));
     const paci::one_f_one_b<> flush{.stages = busy_stages, .microbatches = a};
@@ -339,20 +362,17 @@ void BM_busy_paci_vs_flush(benchmark::State& state) {
     opts.record = false;
     paci::inprocess_pipeline flush_pipe(flush, std::vector<busy_stage*>{&s1[0], &s1[1]}, opts);
     paci::inprocess_pipeline paci_pipe(paci, std::vector<busy_stage*>{&s2[0], &s2[1]}, opts);
-    const auto timed = [](auto& pipe) {
-        const auto t0 = clock_type::now();
-        pipe.run(busy_microbatches);
-        return seconds(clock_type::now() - t0);
-    };
-    static_cast<void>(timed(flush_pipe));
-    static_cast<void>(timed(paci_pipe));
-    double flush_total = 0, paci_total = 0;
+    static_cast<void>(train_window(flush_pipe, a, false));
+    static_cast<void>(train_window(paci_pipe, a, false));
+    double flush_total = 0, paci_total = 0, paci_drained_total = 0;
     for (auto _ : state) {
-        const double f = timed(flush_pipe);
-        const double p = timed(paci_pipe);
+        const double f = train_window(flush_pipe, a, false);
+        const double p = train_window(paci_pipe, a, false);
+        const double d = train_window(paci_pipe, a, true);
         flush_total += f;
         paci_total += p;
-        state.SetIterationTime(f + p);
+        paci_drained_total += d;
+        state.SetIterationTime(f + p + d);
     }
     const double runs = static_cast<double>(state.iterations());
     const double hop = hop_latency_us();
@@ -370,6 +390,8 @@ void BM_busy_paci_vs_flush(benchmark::State& state) {
     state.counters["measured_ratio"] = measured;
     state.counters["predicted_ratio"] = predicted;
     state.counters["error_pct"] = (measured / predicted - 1) * 100;
+    // PACI drained after every update (what run(a) did before it streamed): 1F1B-flush's program.
+    state.counters["drain_per_call_ratio"] = flush_total / paci_drained_total;
     // The same prediction with the transport's measured one-way latency as the cost model's per-hop
     // latency: PACI's steady state has no slack (stage 0's backward waits on the round trip through
     // stage 1), so a slow hand-off would land on its critical path; this shows whether it does.
@@ -377,7 +399,45 @@ void BM_busy_paci_vs_flush(benchmark::State& state) {
     state.counters["predicted_ratio_lat"] = predicted_with_latency;
     state.counters["error_lat_pct"] = (measured / predicted_with_latency - 1) * 100;
 }
-BENCHMARK(BM_busy_paci_vs_flush)->ArgName("a")->Arg(2)->Arg(4)->Iterations(12)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_busy_paci_vs_flush)->ArgName("a")->Arg(2)->Arg(4)->Arg(8)->Iterations(8)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+/// Peak resident set of this process so far, in MiB (Linux: ru_maxrss is in KiB).
+double peak_rss_mib() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+/// Memory does not grow with the length of training: PACI at P = 8 (a = 8), no-op stages, recording
+/// off, as a training loop (`run(8)` per update) over `micro-batches` micro-batches, then one drain.
+/// Counters: the process's peak RSS after the run, and its growth over the same run of 10,000
+/// micro-batches done first (a streaming executor's peak must not depend on the count).
+void BM_streaming_memory(benchmark::State& state) {
+    const std::int64_t total = state.range(0);
+    constexpr int P = 8, a = 8;
+    const auto train = [&](std::int64_t n) {
+        std::vector<noop_stage> stages(P);
+        std::vector<noop_stage*> ptrs;
+        for (auto& s : stages) ptrs.push_back(&s);
+        paci::executor_options opts;
+        opts.record = false;
+        paci::inprocess_pipeline pipe(paci::paci_policy<>{.stages = P, .microbatches = a}, ptrs, opts);
+        for (std::int64_t m = 0; m < n; m += a) pipe.run(a);
+        pipe.drain();
+    };
+    train(10'000);
+    const double after_small = peak_rss_mib();
+    for (auto _ : state) {
+        const auto t0 = clock_type::now();
+        train(total);
+        state.SetIterationTime(seconds(clock_type::now() - t0));
+    }
+    state.counters["peak_rss_mib"] = peak_rss_mib();
+    state.counters["rss_growth_mib"] = peak_rss_mib() - after_small;
+    state.counters["microbatches"] = static_cast<double>(total);
+    state.SetItemsProcessed(state.iterations() * total * 2 * P);
+}
+BENCHMARK(BM_streaming_memory)->ArgName("microbatches")->Arg(1'000'000)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 
 } // namespace
 

@@ -13,6 +13,7 @@ struct scale_stage {
     using buffer_type = std::vector<float>;
     int index = 0, last = 0;
     float w = 1.0f, grad = 0.0f;
+    float loss_scale = 1.0f;          // set by the executor on the last stage: 1 / micro-batches per update
     std::map<int, buffer_type> saved; // inputs kept for the backward, per micro-batch
 
     buffer_type forward(int m, buffer_type x) {
@@ -24,12 +25,13 @@ struct scale_stage {
     buffer_type backward(int m, buffer_type g) {
         buffer_type x = std::move(saved.at(m));
         saved.erase(m);
-        if (index == last) g = {x[0] * w - 0.5f};       // d(loss)/d(output) for target 0.5
+        if (index == last) g = {(x[0] * w - 0.5f) * loss_scale}; // d(loss / a)/d(output), target 0.5
         grad += g[0] * x[0];
         for (float& v : g) v *= w;
         return g;
     }
     void step() { w -= 0.1f * grad, grad = 0.0f; }      // the optimizer update
+    void set_loss_scale(double f) { loss_scale = static_cast<float>(f); } // the mean gradient per update
 };
 
 int main() {
@@ -43,7 +45,9 @@ int main() {
     }
 
     paci::inprocess_pipeline<paci::paci_policy<>, scale_stage> pipeline(policy, ptrs);
-    pipeline.run(64);                   // 64 micro-batches = 16 updates, then drain
+    for (int step = 0; step < 16; ++step)  // the training loop: one update per call, no drain
+        pipeline.run(policy.microbatches);
+    pipeline.drain();                      // only before evaluation, a checkpoint or the end
     const paci::run_trace trace = pipeline.trace();
 
     // What a unit test asserts: the run was valid and stayed within PACI's drift bound.

@@ -17,6 +17,7 @@
 
 #include "../../tests/support/mlp.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -57,9 +58,14 @@ void train(const Policy& policy, const char* title, outcome& result) {
     const paci_test::mlp_config cfg = config();
     std::vector<paci_test::mlp_stage> model = paci_test::make_stages(cfg);
     paci::inprocess_pipeline<Policy, paci_test::mlp_stage> pipeline(policy, paci_test::pointers(model));
-    pipeline.run(microbatches);
+    // The training loop: one run() per update; the pipeline drains only at the end. The executor gives
+    // the last stage the policy's loss scale (1/a), so each update applies a mean gradient.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int u = 0; u < updates; ++u) pipeline.run(accumulation);
+    pipeline.drain();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    std::cout << title << "\n  " << policy << ", " << microbatches << " micro-batches\n";
+    std::cout << title << "\n  " << policy << ", " << microbatches << " micro-batches in " << seconds << " s\n";
     std::cout << "    loss by update:";
     for (int u = 0; u < updates; u += 15) std::printf(" %.4f", mean_loss(model.back(), u * accumulation, accumulation));
     std::printf(" ... %.4f\n", mean_loss(model.back(), (updates - 1) * accumulation, accumulation));
