@@ -543,6 +543,7 @@ private:
         try {
             return f();
         } catch (...) {
+            busy_since_.store(0, std::memory_order_release); // out of the stage before the others hear of it
             fail_in_stage(a, std::current_exception());
         }
     }

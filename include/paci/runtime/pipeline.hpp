@@ -241,16 +241,22 @@ private:
                                                                std::chrono::milliseconds(50));
         std::unique_lock lock(st.mutex);
         for (;;) {
-            bool all = true, any_error = false;
-            for (const auto& w : st.workers) {
+            bool all = true, any_error = false, cause = false, settled = true;
+            for (std::size_t r = 0; r < st.workers.size(); ++r) {
+                const worker& w = st.workers[r];
                 all = all && w.done >= seq;
                 any_error = any_error || w.error != nullptr;
+                cause = cause || w.order >= 0;
+                // A rank that is neither ended nor stuck in a stage may still report the cause.
+                settled = settled && (w.ended || (w.todo.empty() && w.done >= seq_) || st.executors[r]->activity().in_stage);
             }
-            if (any_error) {
+            // A failing rank aborts the world before it records its error, so the others' aborted_errors
+            // can arrive first: wait for the cause unless every rank has ended (or is stuck).
+            if (any_error && (cause || settled)) {
                 lock.unlock();
                 fail(first_failure());
             }
-            if (all) return;
+            if (all && !any_error) return;
             st.done_cv.wait_for(lock, poll);
             lock.unlock();
             watch();
@@ -357,10 +363,18 @@ private:
         shared_->work_cv.notify_all();
         for (std::size_t r = 0; r < threads_.size(); ++r) {
             if (!threads_[r].joinable()) continue;
-            if (std::find(stuck_.begin(), stuck_.end(), r) != stuck_.end() && shared_->executors[r]->activity().in_stage)
-                threads_[r].detach(); // it holds `shared_` and stops at its next wait
-            else
-                threads_[r].join();
+            if (std::find(stuck_.begin(), stuck_.end(), r) != stuck_.end()) {
+                // A stage call that did not return gets one more timeout to do so; then its thread is
+                // left behind (it holds `shared_`, and stops at its next wait on the aborted world).
+                const auto give_up = std::chrono::steady_clock::now() + timeout_;
+                while (shared_->executors[r]->activity().in_stage && std::chrono::steady_clock::now() < give_up)
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                if (shared_->executors[r]->activity().in_stage) {
+                    threads_[r].detach();
+                    continue;
+                }
+            }
+            threads_[r].join();
         }
     }
 
