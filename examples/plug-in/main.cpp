@@ -1,6 +1,5 @@
 // file: examples/plug-in/main.cpp
 #include <paci/paci.hpp>
-#include <paci/runtime/pipeline.hpp>
 
 #include <iostream>
 #include <map>

@@ -1,6 +1,8 @@
 #pragma once
 /// \file
-/// Umbrella header: the whole library except the optional transports and the Catch2 matchers.
+/// Umbrella header: the whole library, runtime included (the stage and communicator concepts, the
+/// executor, the in-process transport and pipeline), except the optional transports (`paci/mpi/`,
+/// `paci/nccl/`, their own CMake components) and the Catch2 matchers (`paci/testing/`).
 
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
@@ -19,6 +21,7 @@
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
 #include <paci/policy/pipedream.hpp>
+#include <paci/policy/program.hpp>
 #include <paci/policy/schedule_policy.hpp>
 #include <paci/policy/zero_bubble.hpp>
 
@@ -30,6 +33,7 @@
 #include <paci/analysis/validate.hpp>
 
 #include <paci/sim/cost_model.hpp>
+#include <paci/sim/greedy.hpp>
 #include <paci/sim/simulate.hpp>
 
 #include <paci/io/chrome_trace.hpp>
@@ -38,3 +42,11 @@
 #include <paci/io/svg.hpp>
 
 #include <paci/plan/planner.hpp>
+
+#include <paci/runtime/communicator.hpp>
+#include <paci/runtime/errors.hpp>
+#include <paci/runtime/executor.hpp>
+#include <paci/runtime/inprocess.hpp>
+#include <paci/runtime/pipeline.hpp>
+#include <paci/runtime/stage.hpp>
+#include <paci/runtime/trace.hpp>

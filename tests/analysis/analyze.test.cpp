@@ -14,6 +14,7 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "analysis/caps.hpp"
 #include "support/property.hpp"
 #include "support/synchronous.hpp"
 
@@ -26,7 +27,7 @@ namespace {
 
 using paci_test::at;
 using paci_test::mismatches;
-using paci_test::random_caps;
+using paci_test::random_valid_caps;
 using paci_test::steady_steps;
 
 /// The compute schedule, and both of its lowerings, validate; the rendezvous-safe lowering is also
@@ -69,7 +70,7 @@ TEST_CASE("analyze: every built-in policy validates under eager and rendezvous-s
                 check_valid(paci::paci_policy<backward_flavour::recompute>{.stages = P, .microbatches = M, .steps = N}, mm,
                             checked);
                 // User caps: >= 1, non-increasing, last = 1.
-                const std::vector<int> caps = random_caps(rng, P, 3U);
+                const std::vector<int> caps = random_valid_caps(rng, P, 3U);
                 check_valid(paci::paci_policy<>{.stages = P, .microbatches = M, .steps = N, .cap = caps}, mm, checked);
                 check_valid(paci::pipedream{.stages = P, .microbatches = std::max(1, M / P), .steps = N * P}, mm, checked);
                 if (M >= P - 1)

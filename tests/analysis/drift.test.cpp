@@ -4,6 +4,7 @@
 // claim and is only ever compared with the closed form in separate assertions.
 
 #include <paci/analysis/drift.hpp>
+#include <paci/analysis/memory.hpp>
 
 #include <paci/analysis/replay.hpp>
 #include <paci/policy/gpipe.hpp>
@@ -14,6 +15,7 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "analysis/caps.hpp"
 #include "support/property.hpp"
 #include "support/synchronous.hpp"
 
@@ -33,7 +35,7 @@ int paci_bound(int cap, int a) { return ceil_over(cap - 1, a); }
 using paci_test::at;
 using paci_test::default_caps;
 using paci_test::mismatches;
-using paci_test::random_caps;
+using paci_test::random_valid_caps;
 using paci_test::steady_steps;
 
 /// Checks a PACI replay's per-stage maxima against the closed form for `caps`, the code's claimed
@@ -112,9 +114,9 @@ TEST_CASE("drift: PACI's recompute flavour has the same drift, P 2..16, a 1..17"
 TEST_CASE("drift: PACI with user caps L_s has maximum drift exactly ceil((L_s-1)/a)", "[property][drift]") {
     mismatches mm;
     std::mt19937 rng(1234U);
-    std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {8, 8, 8, 8, 1}, {4, 2, 2, 1}, {17, 9, 1}};
+    std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {5, 3, 3, 2, 1}, {4, 2, 2, 1}, {3, 2, 1}, {9, 8, 7, 6, 5, 4, 3, 2, 1}};
     for (int P = 2; P <= 16; ++P)
-        for (int k = 0; k < 3; ++k) cap_sets.push_back(random_caps(rng, P, 4U));
+        for (int k = 0; k < 3; ++k) cap_sets.push_back(random_valid_caps(rng, P, 4U));
     for (const auto& caps : cap_sets)
         for (int a = 1; a <= 17; ++a) {
             const int P = static_cast<int>(caps.size());
@@ -421,4 +423,68 @@ TEST_CASE("drift: check_drift reports PipeDream's resident versions over a bound
     }
     INFO(mm.summary());
     REQUIRE(mm.count == 0);
+}
+
+// Hostile input (issue 8): check_drift validates the policy and the replay/policy pair before it
+// computes a bound; each case crashed or answered wrongly before.
+
+TEST_CASE("drift: check_drift refuses an invalid policy, naming it, instead of dividing by zero",
+          "[unit][drift][errors]") {
+    const paci::paci_policy<> good{.stages = 4, .microbatches = 2, .steps = 2};
+    const paci::replay_result r = paci::replay(good.generate(), good.controller());
+    // microbatches 0 was a division by zero in drift_bound (SIGFPE).
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::paci_policy<>{.stages = 4, .microbatches = 0}),
+                        "paci::check_drift: policy (paci<perf>{.stages = 4, .microbatches = 0, .steps = 1}) must be "
+                        "valid: paci::paci: microbatches (0) must be >= 1");
+    // A cap vector shorter than the stages was read past its end (cap_of).
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::paci_policy<>{.stages = 4, .microbatches = 2, .cap = {2, 1}}),
+                        "paci::check_drift: policy (paci<perf>{.stages = 4, .microbatches = 2, .steps = 1, .cap = {2, "
+                        "1}}) must be valid: paci::paci: cap size (2) must equal stages (4)");
+    REQUIRE_THROWS_AS(paci::version_bounds::of(paci::paci_policy<>{.stages = 4, .microbatches = 2, .cap = {2, 1}}),
+                      paci::config_error);
+}
+
+TEST_CASE("drift: check_drift refuses a replay of another shape than the policy's", "[unit][drift][errors]") {
+    const paci::paci_policy<> two{.stages = 2, .microbatches = 1, .steps = 4};
+    const paci::replay_result r = paci::replay(two.generate(), two.controller());
+    // The 8-stage bounds were applied to the 2 stages replayed, and the report said "within bounds".
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::paci_policy<>{.stages = 8, .microbatches = 1, .steps = 4}),
+                        "paci::check_drift: replay stages (2) must equal the policy's stages (8) of paci<perf>{.stages = "
+                        "8, .microbatches = 1, .steps = 4}");
+    // The same through explicit bounds: a bound vector of another length is not "missing entries".
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::version_bounds::of(paci::paci_policy<>{.stages = 8, .microbatches = 1})),
+                        "paci::check_drift: drift bounds (8) must equal the replay's stages (2) or be empty (unbounded)");
+    // Its own policy and no bounds at all still work.
+    CHECK(paci::check_drift(r, two).within_bounds());
+    CHECK(paci::check_drift(r, paci::version_bounds{}).within_bounds());
+}
+
+TEST_CASE("drift: check_drift and memory_of refuse a replay whose tables disagree with its counts",
+          "[unit][drift][errors]") {
+    paci::replay_result r;
+    r.stages = 2;
+    r.microbatches = 3;
+    r.per_stage.assign(2, paci::stage_replay{});
+    r.records.assign(5, paci::version_record{}); // 6 needed
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::version_bounds{}),
+                        "paci::check_drift: replay records (5) must equal stages x microbatches (2 x 3)");
+    r.records.assign(6, paci::version_record{});
+    r.per_stage.assign(1, paci::stage_replay{});
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::version_bounds{}),
+                        "paci::check_drift: replay per_stage size (1) must equal stages (2)");
+    REQUIRE_THROWS_WITH(paci::memory_of(r), "paci::memory_of: replay per_stage size (1) must equal stages (2)");
+    r.stages = -1;
+    REQUIRE_THROWS_WITH(paci::check_drift(r, paci::version_bounds{}), "paci::check_drift: replay stages (-1) must be >= 0");
+}
+
+TEST_CASE("drift: a cap above P - s is refused with the reason", "[unit][drift][errors]") {
+    // The issue's case: 9 on 8 stages. Caps at P - s (the default, written out) are accepted.
+    const paci::paci_policy<> over{.stages = 8, .microbatches = 1, .steps = 4, .cap = {9, 9, 9, 9, 9, 9, 9, 1}};
+    REQUIRE_THROWS_WITH(over.validate(),
+                        "paci::paci: cap[0] (9) must be <= stages - 0 (8): a cap above P - s only adds drift and memory");
+    REQUIRE_THROWS_WITH((paci::paci_policy<>{.stages = 4, .microbatches = 1, .cap = {4, 3, 3, 1}}.validate()),
+                        "paci::paci: cap[2] (3) must be <= stages - 2 (2): a cap above P - s only adds drift and memory");
+    CHECK_NOTHROW(paci::paci_policy<>{.stages = 8, .microbatches = 1, .cap = {8, 7, 6, 5, 4, 3, 2, 1}}.validate());
+    const paci::paci_policy<> fine{.stages = 8, .microbatches = 1, .steps = 4};
+    REQUIRE_THROWS_AS(paci::check_drift(paci::replay(fine.generate(), fine.controller()), over), paci::config_error);
 }

@@ -14,6 +14,7 @@
 
 #include "support/catch.hpp"
 #include "support/program_text.hpp"
+#include "analysis/caps.hpp"
 #include "support/property.hpp"
 
 #include <algorithm>
@@ -29,7 +30,7 @@ namespace {
 using paci_test::at;
 using paci_test::default_caps;
 using paci_test::mismatches;
-using paci_test::random_caps;
+using paci_test::random_valid_caps;
 using paci_test::steady_steps;
 
 std::string show(const std::vector<int>& v) {
@@ -113,7 +114,7 @@ TEST_CASE("memory: PACI stores min(a*N, L_s) per stage (1F1B's footprint); recom
         for (int a = 1; a <= 17; a += 2)
             for (const int N : {1, 2, 8}) {
                 for (const bool user_caps : {false, true}) {
-                    const std::vector<int> caps = user_caps ? random_caps(rng, P, 3U) : default_caps(P);
+                    const std::vector<int> caps = user_caps ? random_valid_caps(rng, P, 3U) : default_caps(P);
                     const auto stored = [&](int s) { return std::min(a * N, caps[at(s)]); };
                     const auto one = [](int) { return 1; };
                     paci::paci_policy<> p{.stages = P, .microbatches = a, .steps = N};

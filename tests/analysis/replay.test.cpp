@@ -14,6 +14,7 @@
 
 #include "support/catch.hpp"
 #include "support/program_text.hpp"
+#include "analysis/caps.hpp"
 #include "support/property.hpp"
 
 #include <algorithm>
@@ -38,7 +39,7 @@ int v_forward(int m, int cap, int a) { return std::max(0, m - cap + 1) / a; }
 
 using paci_test::default_caps;
 using paci_test::mismatches;
-using paci_test::random_caps;
+using paci_test::random_valid_caps;
 using paci_test::steady_steps;
 
 std::string show(const paci::version_record& r) {
@@ -117,10 +118,10 @@ TEST_CASE("replay: PACI recompute flavour reads the same versions, and R reads f
 TEST_CASE("replay: PACI with user caps reads v_F = floor(max(0, m-L_s+1)/a)", "[property][replay]") {
     mismatches mm;
     std::mt19937 rng(20260607U);
-    std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {4, 4, 4, 1}, {7, 3, 3, 2, 2, 1},
-                                           {2, 1},       {9, 1},       {5, 5, 1}};
+    std::vector<std::vector<int>> cap_sets{{3, 3, 2, 1}, {1, 1, 1, 1}, {4, 3, 2, 1}, {6, 3, 3, 2, 2, 1},
+                                           {2, 1},       {1, 1},       {2, 2, 1}};
     for (int P = 2; P <= 12; ++P)
-        for (int k = 0; k < 4; ++k) cap_sets.push_back(random_caps(rng, P, 3U));
+        for (int k = 0; k < 4; ++k) cap_sets.push_back(random_valid_caps(rng, P, 3U));
     for (const auto& caps : cap_sets)
         for (const int a : {1, 2, 3, 4, 5, 8, 13}) {
             const int N = steady_steps(caps.front(), a);
@@ -164,7 +165,7 @@ TEST_CASE("replay: PACI stage s applies exactly `steps` updates and its vertical
     for (int P = 2; P <= 16; ++P)
         for (int a = 1; a <= 17; a += 2) {
             for (const bool user_caps : {false, true}) {
-                const auto caps = user_caps ? random_caps(rng, P, 3U) : default_caps(P);
+                const auto caps = user_caps ? random_valid_caps(rng, P, 3U) : default_caps(P);
                 const int N = steady_steps(caps.front(), a);
                 paci::paci_policy<> p{.stages = P, .microbatches = a, .steps = N};
                 if (user_caps) p.cap = caps;
@@ -324,4 +325,26 @@ TEST_CASE("replay: a micro-batch with no forward or backward in the schedule kee
     // Stored micro-batches on rank 0 after each action: 1 2 1 0 0 1; on rank 1: 1 0 1 0 0.
     CHECK(r.stored_timeline[0] == std::vector<std::int32_t>{1, 2, 1, 0, 0, 1});
     CHECK(r.stored_timeline[1] == std::vector<std::int32_t>{1, 0, 1, 0, 0});
+}
+
+TEST_CASE("replay: an inconsistent header or an oversized schedule is a config error", "[unit][replay][errors]") {
+    paci::schedule bad = paci_test::make_schedule({2, 2, paci::stage_map::loop}, 1, 0, {"0F0 0B0", "1F0 1B0"});
+    bad.shape.stages = -2; // was a vector of (size_t)-2 * 1 records
+    REQUIRE_THROWS_WITH(paci::replay(bad), "paci::replay: stages (-2) must be >= 1");
+    bad.shape.stages = 2;
+    bad.ranks.pop_back();
+    REQUIRE_THROWS_WITH(paci::replay(bad), "paci::replay: rank programs (1) must equal ranks (2)");
+    // 32767 stages x (2^31 - 1) micro-batches of records: refused before allocating, with the size.
+    const paci::schedule huge = paci_test::make_schedule({32767, 1, paci::stage_map::loop}, 2147483647, 0, {"0F0 0B0"});
+    REQUIRE_THROWS_WITH(paci::replay(huge), Catch::Matchers::ContainsSubstring("paci::replay: working memory (2 actions, "));
+}
+
+TEST_CASE("replay: at() outside the replayed stages and micro-batches is a config error", "[unit][replay][errors]") {
+    const paci::paci_policy<> p{.stages = 2, .microbatches = 1, .steps = 3};
+    const paci::replay_result r = paci::replay(p.generate(), p.controller());
+    CHECK(r.at(1, 2).forward >= 0);
+    REQUIRE_THROWS_WITH(r.at(2, 0), "paci::replay_result::at: stage, micro-batch (2, 0) must be in [0, 2) x [0, 3) with 6 "
+                                    "records");
+    REQUIRE_THROWS_AS(r.at(0, -1), paci::config_error);
+    REQUIRE_THROWS_AS(r.at(0, 3), paci::config_error);
 }

@@ -4,6 +4,7 @@
 // rendezvous sends. Messages are those the header builds; positions are counted by hand.
 
 #include <paci/analysis/diagnostic.hpp>
+#include <paci/analysis/replay.hpp>
 #include <paci/analysis/validate.hpp>
 #include <paci/core/lower.hpp>
 #include <paci/policy/one_f_one_b.hpp>
@@ -433,4 +434,45 @@ TEST_CASE("validate: keeps the first 100 errors and counts the rest", "[unit][va
     const std::string text = print(report);
     CHECK_THAT(text, ContainsSubstring("150 errors:"));
     CHECK_THAT(text, ContainsSubstring("\n  ... 50 more"));
+}
+
+// Hostile input (issue 8).
+
+TEST_CASE("validate: find_deadlock refuses actions that name a stage outside the pipeline", "[unit][validate][errors]") {
+    // A RECV_F at the first stage would wait for rank_of(-1): a rank that does not exist (heap overflow).
+    const paci::schedule first = make_schedule(two_ranks, 1, 0, {"0RECV_F0 0F0 0B0", "1F0 1B0"});
+    REQUIRE_THROWS_WITH(paci::find_deadlock(first, send_semantics::buffered),
+                        "paci::find_deadlock: action at rank 0, position 0 (0RECV_F0) must talk to a stage in [0, 2), "
+                        "not -1");
+    REQUIRE_THROWS_AS(paci::find_deadlock(first, send_semantics::rendezvous), paci::config_error);
+    paci::schedule outside = make_schedule(two_ranks, 1, 0, {"0F0 0B0", "1F0 1B0"});
+    outside.ranks[1].push_back(action{op::F, 7, 0});
+    REQUIRE_THROWS_WITH(paci::find_deadlock(outside, send_semantics::buffered),
+                        "paci::find_deadlock: action at rank 1, position 2 (7F0) must name a stage in [0, 2)");
+    // validate() reports the same schedules as data.
+    CHECK(paci::validate(first).errors.front().broken == rule::comm_edge);
+    CHECK(paci::validate(outside).errors.front().broken == rule::placement);
+}
+
+TEST_CASE("validate: a schedule whose tables would pass paci::limits is refused with the size", "[unit][validate][errors]") {
+    const paci::schedule huge = make_schedule({32767, 1, paci::stage_map::loop}, 2147483647, 0, {"0F0 0B0"});
+    REQUIRE_THROWS_WITH(paci::validate(huge), ContainsSubstring("paci::validate: working memory (2 actions, "));
+    REQUIRE_THROWS_WITH(paci::validate(huge), ContainsSubstring("must be within paci::limits"));
+}
+
+TEST_CASE("validate: an action whose op is none of the ten is a diagnostic; running it is a config error",
+          "[unit][validate][errors]") {
+    paci::schedule s = make_schedule(one_stage, 1, 0, {"0F0 0B0"});
+    action bogus{op::F, 0, 0};
+    bogus.kind = static_cast<op>(42); // indexed the per-op tables past their end
+    s.ranks[0].insert(s.ranks[0].begin() + 1, bogus);
+    const auto report = paci::validate(s);
+    REQUIRE(report.error_count == 1U);
+    CHECK(report.errors.front() ==
+          diag(rule::unknown_op, 0, 1, bogus, "op 42 is none of F, B, I, W, R, STEP, SEND_F, RECV_F, SEND_B, RECV_B"));
+    CHECK(paci::to_string(rule::unknown_op) == "unknown_op");
+    REQUIRE_THROWS_WITH(paci::find_deadlock(s, send_semantics::buffered),
+                        "paci::find_deadlock: op of the action at rank 0, position 1 (42) must be one of the 10 ops");
+    REQUIRE_THROWS_WITH(paci::lower(s), "paci::lower: op of the action at rank 0, position 1 (42) must be one of the 10 ops");
+    REQUIRE_THROWS_WITH(paci::replay(s), "paci::replay: op of the action at rank 0, position 1 (42) must be one of the 10 ops");
 }

@@ -272,3 +272,15 @@ TEST_CASE("action: every malformed token throws parse_error", "[unit][core][acti
     REQUIRE_THROWS_AS(paci::parse_action(token), paci::parse_error);
     REQUIRE_THROWS_WITH(paci::parse_action(token), ContainsSubstring("paci::parse_action: "));
 }
+
+TEST_CASE("action: a number cast to op is not an op, and prints as ?", "[unit][core][action][errors]") {
+    const auto bogus = static_cast<paci::op>(42);
+    CHECK_FALSE(paci::is_op(bogus));
+    CHECK(paci::is_op(paci::op::RECV_B));
+    CHECK(paci::to_string(bogus) == "?"); // was an index past the 10 names
+    CHECK_FALSE(paci::is_comm(bogus));
+    CHECK_FALSE(paci::is_compute(bogus));
+    paci::action a{paci::op::F, 3, 7};
+    a.kind = bogus;
+    CHECK(paci::to_string(a) == "3?7");
+}

@@ -459,3 +459,50 @@ TEST_CASE("lower: an action on the wrong rank is a config_error", "[unit][core][
     REQUIRE_THROWS_AS(paci::lower(bad, mode), paci::config_error);
     REQUIRE_THROWS_WITH(paci::lower(bad, mode), Catch::Matchers::ContainsSubstring("paci::lower: action (1F0)"));
 }
+
+// Hostile input (issue 8): the header is checked and the size computed before anything is allocated.
+
+TEST_CASE("lower: negative counts and unknown modes are config errors, not std exceptions",
+          "[unit][core][lower][errors]") {
+    paci::schedule bad = paci::one_f_one_b<>{.stages = 2, .microbatches = 1, .steps = 1}.generate();
+    bad.microbatches = -1; // was std::length_error from a vector of -1 * 2 elements
+    REQUIRE_THROWS_WITH(paci::lower(bad), "paci::lower: microbatches (-1) must be >= 0");
+    bad.microbatches = 1;
+    bad.steps = -3;
+    REQUIRE_THROWS_WITH(paci::lower(bad), "paci::lower: steps (-3) must be >= 0");
+    bad.steps = 1;
+    REQUIRE_THROWS_WITH(paci::lower(bad, static_cast<paci::lowering>(7)),
+                        "paci::lower: mode (7) must be lowering::eager or lowering::rendezvous_safe");
+}
+
+TEST_CASE("lower: a schedule that claims billions of micro-batches fails fast with the size it would need",
+          "[unit][core][lower][errors]") {
+    // Two actions, but 32767 stages x (2^31 - 1) micro-batches of producer tables (hundreds of TB).
+    const paci::schedule huge = paci_test::make_schedule({32767, 1, paci::stage_map::loop}, 2147483647, 0, {"0F0 0B0"});
+    REQUIRE_THROWS_AS(paci::lower(huge), paci::config_error);
+    REQUIRE_THROWS_WITH(paci::lower(huge), ContainsSubstring("paci::lower: working memory (2 actions, "));
+    REQUIRE_THROWS_WITH(paci::lower(huge), ContainsSubstring("bytes) must be within paci::limits (134217728 actions, "
+                                                             "4294967296 bytes); raise them with paci::set_limits"));
+}
+
+TEST_CASE("lower: the lowered size is checked against paci::limits before the result is built",
+          "[unit][core][lower][errors]") {
+    // 1F1B, 2 stages, 3 micro-batches, 1 update: 3 F + 3 B + 1 STEP per stage = 14 actions; lowering
+    // adds SEND_F, RECV_F, SEND_B and RECV_B per micro-batch: 14 + 12 = 26.
+    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
+    REQUIRE(compute.size() == 14U);
+    REQUIRE(paci::lower(compute).size() == 26U);
+    {
+        const paci::scoped_limits small{{.max_actions = 20, .max_bytes = 1 << 20}};
+        REQUIRE_THROWS_WITH(paci::lower(compute),
+                            "paci::lower: schedule size (26 actions, 208 bytes) must be within paci::limits (20 actions, "
+                            "1048576 bytes); raise them with paci::set_limits");
+    }
+    {
+        const paci::scoped_limits tiny{{.max_actions = 10, .max_bytes = 1 << 20}};
+        REQUIRE_THROWS_WITH(paci::lower(compute),
+                            "paci::lower: schedule size (14 actions, 112 bytes) must be within paci::limits (10 actions, "
+                            "1048576 bytes); raise them with paci::set_limits");
+    }
+    CHECK(paci::lower(compute).size() == 26U); // the limits are back
+}

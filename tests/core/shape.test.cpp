@@ -181,3 +181,15 @@ TEST_CASE("pipeline_shape: validate() names the offending value and requirement"
                             "paci::my_api: stages / ranks (3) must be even for the v map");
     }
 }
+
+TEST_CASE("shape: a shape with no ranks answers without dividing by zero", "[unit][core][shape][errors]") {
+    const paci::pipeline_shape none{4, 0, paci::stage_map::loop};
+    CHECK(none.chunks() == 0);
+    CHECK(none.rank_of(1) == -1);
+    CHECK(none.chunk_of(1) == -1);
+    CHECK(none.stages_of(0).empty());
+    REQUIRE_THROWS_WITH(none.validate("api"), "paci::api: ranks (0) must be >= 1");
+    const paci::pipeline_shape two{4, 2, paci::stage_map::loop};
+    CHECK(two.stages_of(2).empty()); // rank 2 does not exist
+    CHECK(two.stages_of(1) == std::vector<int>{1, 3});
+}

@@ -8,6 +8,7 @@
 #include <paci/core/lower.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
+#include <paci/sim/simulate.hpp>
 
 #include "io/json_reader.hpp"
 #include "support/catch.hpp"
@@ -204,4 +205,47 @@ TEST_CASE("chrome trace: bad times are configuration errors", "[unit][io][chrome
                          Catch::Matchers::Message("paci::to_chrome_trace: times[1][2] (2, 1) must be finite with start <= end"));
     t[1][2] = {0, 1};
     CHECK_THROWS_AS(paci::to_chrome_trace(s, t, nullptr, {.time_scale = 0}), paci::config_error);
+}
+
+// Hostile input (issue 8).
+
+TEST_CASE("chrome trace: times simulated for another lowering of the same schedule are refused",
+          "[unit][io][chrome_trace][errors]") {
+    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
+    const paci::schedule eager = paci::lower(compute, paci::lowering::eager);
+    const paci::schedule safe = paci::lower(compute, paci::lowering::rendezvous_safe);
+    // Same ranks and program lengths, other positions: the sizes alone cannot tell them apart.
+    REQUIRE(eager.ranks[0].size() == safe.ranks[0].size());
+    REQUIRE(eager.ranks[1].size() == safe.ranks[1].size());
+    REQUIRE(eager != safe);
+    const paci::simulation sim = paci::simulate(eager, paci::cost_model{});
+    CHECK_NOTHROW(paci::to_chrome_trace(eager, sim.times));
+    REQUIRE_THROWS_WITH(paci::to_chrome_trace(safe, sim.times),
+                        Catch::Matchers::StartsWith("paci::to_chrome_trace: times (computed for schedule ") &&
+                            Catch::Matchers::EndsWith("): simulate this schedule, not another lowering or version of it"));
+}
+
+TEST_CASE("chrome trace: versions of another shape, a bad header and infinite scaled times are refused",
+          "[unit][io][chrome_trace][errors]") {
+    const paci::paci_policy<> policy{.stages = 2, .microbatches = 1, .steps = 2};
+    const paci::schedule s = policy.generate();
+    const paci::paci_policy<> other{.stages = 3, .microbatches = 1, .steps = 2};
+    const paci::replay_result wrong = paci::replay(other.generate(), other.controller());
+    REQUIRE_THROWS_WITH(paci::to_chrome_trace(s, paci::action_times{}, &wrong),
+                        "paci::to_chrome_trace: versions (3 stages x 2 micro-batches) must replay the schedule drawn (2 "
+                        "stages x 2 micro-batches)");
+    paci::schedule header = s;
+    header.shape.ranks = 0;
+    REQUIRE_THROWS_WITH(paci::to_chrome_trace(header), "paci::to_chrome_trace: ranks (0) must be >= 1");
+    // Finite times that the scale makes infinite would print `inf`, which is not JSON.
+    REQUIRE_THROWS_WITH(paci::to_chrome_trace(s, paci::action_times{}, nullptr, {.time_scale = 1e308}),
+                        Catch::Matchers::StartsWith("paci::to_chrome_trace: times[0][") &&
+                            Catch::Matchers::EndsWith("must be finite (JSON has no infinity)"));
+}
+
+TEST_CASE("chrome trace: an action whose op is none of the ten is a config error", "[unit][io][chrome_trace][errors]") {
+    paci::schedule s = paci::one_f_one_b<>{.stages = 2, .microbatches = 1, .steps = 1}.generate();
+    s.ranks[0][1].kind = static_cast<paci::op>(42); // its name was read past the table of op names
+    REQUIRE_THROWS_WITH(paci::to_chrome_trace(s),
+                        "paci::to_chrome_trace: op of the action at rank 0, position 1 (42) must be one of the 10 ops");
 }

@@ -8,6 +8,7 @@
 #include <paci/core/lower.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
+#include <paci/sim/simulate.hpp>
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
@@ -232,4 +233,41 @@ TEST_CASE("svg: bad options are configuration errors", "[unit][io][svg]") {
                          Catch::Matchers::Message("paci::to_svg: width (100) must be >= 200"));
     CHECK_THROWS_AS(paci::to_svg(s, paci::action_times{}, nullptr, {.row_height = 5}), paci::config_error);
     CHECK_THROWS_AS(paci::to_svg(s, paci::action_times(1)), paci::config_error);
+}
+
+// Hostile input (issue 8).
+
+TEST_CASE("svg: times simulated for another lowering of the same schedule are refused", "[unit][io][svg][errors]") {
+    // The README's example drew the eager lowering's simulated times on the rendezvous-safe lowering.
+    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
+    const paci::schedule eager = paci::lower(compute, paci::lowering::eager);
+    const paci::schedule safe = paci::lower(compute, paci::lowering::rendezvous_safe);
+    REQUIRE(eager.ranks[0].size() == safe.ranks[0].size());
+    REQUIRE(eager.ranks[1].size() == safe.ranks[1].size());
+    REQUIRE(eager != safe);
+    const paci::simulation sim = paci::simulate(eager, paci::cost_model{});
+    CHECK_NOTHROW(paci::to_svg(eager, sim.times));
+    CHECK_NOTHROW(paci::to_svg(safe, paci::simulate(safe, paci::cost_model{}).times));
+    REQUIRE_THROWS_WITH(paci::to_svg(safe, sim.times),
+                        Catch::Matchers::StartsWith("paci::to_svg: times (computed for schedule ") &&
+                            Catch::Matchers::EndsWith("): simulate this schedule, not another lowering or version of it"));
+    // The compute schedule has other lengths: refused by the size check, as before.
+    REQUIRE_THROWS_AS(paci::to_svg(compute, sim.times), paci::config_error);
+}
+
+TEST_CASE("svg: a header with no ranks and versions of another shape are refused", "[unit][io][svg][errors]") {
+    paci::schedule s = paci::one_f_one_b<>{.stages = 2, .microbatches = 2, .steps = 1}.generate();
+    const paci::replay_result versions = paci::replay(s, paci::flush{2});
+    const paci::schedule longer = paci::one_f_one_b<>{.stages = 2, .microbatches = 4, .steps = 1}.generate();
+    REQUIRE_THROWS_WITH(paci::to_svg(longer, paci::action_times{}, &versions),
+                        "paci::to_svg: versions (2 stages x 2 micro-batches) must replay the schedule drawn (2 stages x 4 "
+                        "micro-batches)");
+    s.shape.ranks = 0; // chunks() divided by it
+    REQUIRE_THROWS_WITH(paci::to_svg(s), "paci::to_svg: ranks (0) must be >= 1");
+}
+
+TEST_CASE("svg: an action whose op is none of the ten is a config error", "[unit][io][svg][errors]") {
+    paci::schedule s = paci::one_f_one_b<>{.stages = 2, .microbatches = 1, .steps = 1}.generate();
+    s.ranks[0][1].kind = static_cast<paci::op>(42); // indexed the legend's table past its end
+    REQUIRE_THROWS_WITH(paci::to_svg(s), "paci::to_svg: op of the action at rank 0, position 1 (42) must be one of the 10 ops");
 }

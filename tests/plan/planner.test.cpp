@@ -107,3 +107,21 @@ TEST_CASE("make_plan: impossible requests are config errors", "[unit][plan]") {
     REQUIRE_THROWS_WITH(paci::make_plan({.stages = 8, .microbatches = 4, .drift_budget = -2}),
                         "paci::plan: drift budget (-2) must be >= 0, or -1 for none");
 }
+
+TEST_CASE("make_plan: a request too large to analyse fails fast with the size it would need", "[unit][plan][errors]") {
+    // 32767 stages and 100000 micro-batches per update: the flushed candidates alone run 4 updates of
+    // 100000 micro-batches, 3 computes each, at every stage: billions of actions, past paci::limits.
+    // (It ran to 8 GB and std::bad_alloc.)
+    REQUIRE_THROWS_WITH(paci::make_plan({.stages = 32767, .microbatches = 100000}),
+                        Catch::Matchers::StartsWith("paci::plan: schedule size (") &&
+                            Catch::Matchers::EndsWith("must be within paci::limits (134217728 actions, 4294967296 bytes); "
+                                                      "raise them with paci::set_limits"));
+    REQUIRE_THROWS_WITH(paci::make_plan({.stages = 8, .microbatches = 4, .sends = static_cast<paci::send_semantics>(5)}),
+                        "paci::plan: sends (5) must be send_semantics::buffered or send_semantics::rendezvous");
+}
+
+TEST_CASE("paci_accumulation_for: stages and budgets out of range are config errors", "[unit][plan][errors]") {
+    REQUIRE_THROWS_WITH(paci::paci_accumulation_for(0, 1), "paci::paci_accumulation_for: stages (0) must be >= 1");
+    REQUIRE_THROWS_WITH(paci::paci_accumulation_for(8, -2),
+                        "paci::paci_accumulation_for: drift_budget (-2) must be >= 0, or -1 for none");
+}

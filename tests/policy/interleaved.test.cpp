@@ -154,3 +154,14 @@ TEST_CASE("interleaved: counts, warm-up and validity over a grid", "[unit][polic
     INFO(report);
     CHECK(report.valid());
 }
+
+TEST_CASE("interleaved_one_f_one_b: shape() of ranks * chunks past a stage count throws instead of overflowing",
+          "[unit][policy]") {
+    // Found by the API fuzzer (tests/fuzz/findings/api/interleaved-shape-overflow): shape() multiplied
+    // in int before anything validated the product.
+    const paci::interleaved_one_f_one_b il{.ranks = 1 << 20, .chunks = 1 << 12, .microbatches = 1 << 20};
+    REQUIRE_THROWS_AS(il.shape(), paci::config_error);
+    REQUIRE_THROWS_WITH(il.shape(), Catch::Matchers::ContainsSubstring(
+                                        "paci::interleaved_one_f_one_b: ranks * chunks (4294967296) must be in [1, "));
+    REQUIRE_THROWS_AS(il.generate(), paci::config_error);
+}

@@ -116,7 +116,13 @@ TEST_CASE("one_f_one_b: configuration errors", "[unit][policy][one_f_one_b][erro
     }
     SECTION("valid user caps") {
         CHECK_NOTHROW(F1B1{.stages = 3, .microbatches = 2, .steps = 1, .cap = {1, 1, 1}}.validate());
-        CHECK_NOTHROW(F1B1{.stages = 3, .microbatches = 2, .steps = 1, .cap = {7, 7, 1}}.validate());
+        CHECK_NOTHROW(F1B1{.stages = 3, .microbatches = 2, .steps = 1, .cap = {3, 2, 1}}.validate());
+        CHECK_NOTHROW(F1B1{.stages = 3, .microbatches = 2, .steps = 1, .cap = {2, 2, 1}}.validate());
+    }
+    SECTION("a cap above P - s only adds drift and memory: refused") {
+        REQUIRE_THROWS_WITH((F1B1{.stages = 3, .microbatches = 2, .steps = 1, .cap = {7, 7, 1}}.validate()),
+                            "paci::one_f_one_b: cap[0] (7) must be <= stages - 0 (3): a cap above P - s only adds "
+                            "drift and memory");
     }
 }
 

@@ -74,11 +74,12 @@ TEST_CASE("paci: promised drift and staleness match PACI.md's table", "[unit][po
 }
 
 TEST_CASE("paci: a user cap changes the bound to ceil((cap[s] - 1) / a)", "[unit][policy][paci]") {
-    const Paci p{.stages = 4, .microbatches = 2, .steps = 1, .cap = {6, 3, 2, 1}};
+    const Paci p{.stages = 6, .microbatches = 2, .steps = 1, .cap = {6, 3, 3, 2, 2, 1}};
+    REQUIRE_NOTHROW(p.validate());
     CHECK(p.drift_bound(0) == 3); // ceil(5 / 2)
     CHECK(p.drift_bound(1) == 1); // ceil(2 / 2)
-    CHECK(p.drift_bound(2) == 1); // ceil(1 / 2)
-    CHECK(p.drift_bound(3) == 0);
+    CHECK(p.drift_bound(3) == 1); // ceil(1 / 2)
+    CHECK(p.drift_bound(5) == 0);
     CHECK(p.staleness_bound(0) == 3);
     CHECK(p.cap_of(0) == 6);
 }
@@ -218,12 +219,12 @@ TEST_CASE("paci: every generated schedule validates, default and user caps", "[u
     const auto rec = paci::validate(PaciR{.stages = P, .microbatches = a, .steps = N}.generate());
     INFO(rec);
     CHECK(rec.valid());
-    // A larger cap at the front: 2 (P - s) - 1, clamped to be non-increasing and 1 at the end.
+    // A smaller cap (less memory, less drift): ceil((P - s) / 2), non-increasing and 1 at the end.
     std::vector<int> cap;
-    for (int s = 0; s < P; ++s) cap.push_back(s == P - 1 ? 1 : 2 * (P - s) - 1);
-    const Paci wide{.stages = P, .microbatches = a, .steps = N, .cap = cap};
-    REQUIRE_NOTHROW(wide.validate());
-    const paci::schedule w = wide.generate();
+    for (int s = 0; s < P; ++s) cap.push_back(s == P - 1 ? 1 : (P - s + 1) / 2);
+    const Paci narrow{.stages = P, .microbatches = a, .steps = N, .cap = cap};
+    REQUIRE_NOTHROW(narrow.validate());
+    const paci::schedule w = narrow.generate();
     CHECK(paci::validate(w).valid());
     for (int s = 0; s < P; ++s)
         CHECK(paci_test::peak_in_flight(w.ranks[static_cast<std::size_t>(s)], paci::op::B) ==

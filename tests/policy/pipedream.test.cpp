@@ -157,3 +157,12 @@ TEST_CASE("pipedream: every generated schedule validates", "[unit][policy][piped
         REQUIRE_THROWS_AS((paci::pipedream_2bw{.stages = P, .microbatches = M, .steps = N}.generate()), paci::config_error);
     }
 }
+
+TEST_CASE("generate: a schedule past paci::limits is refused before anything is allocated", "[unit][policy]") {
+    // Found by the API fuzzer (tests/fuzz/findings/api/pipedream-generate-reserves-32-gb): a valid
+    // policy whose schedule needs 8 x (2 x 2 x 1,023,214,080 + 2) actions reserved them all.
+    const paci::pipedream p{.stages = 8, .microbatches = 1023214080, .steps = 2};
+    REQUIRE_NOTHROW(p.validate());
+    REQUIRE_THROWS_AS(p.generate(), paci::config_error);
+    REQUIRE_THROWS_WITH(p.generate(), Catch::Matchers::ContainsSubstring("paci::pipedream: schedule size (32742850576 actions"));
+}

@@ -191,3 +191,139 @@ TEST_CASE("simulate: a bad cost model is rejected naming the field", "[unit][sim
     m.per_stage = {paci::stage_costs{}};
     REQUIRE_THROWS_WITH(paci::simulate(sched, m), "paci::cost_model: per-stage costs (1) must be given for every stage (2)");
 }
+
+// Hostile input (issue 8).
+
+TEST_CASE("simulate: a structurally invalid schedule is a config error, not a heap overrun", "[unit][sim][errors]") {
+    // A SEND_B at the first stage sends to stage -1; its rendezvous partner was looked up on rank -1.
+    paci::schedule bad = paci::lower(paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate());
+    bad.ranks[0].insert(bad.ranks[0].begin(), paci::action{paci::op::SEND_B, 0, 0});
+    for (const auto sends : {paci::send_semantics::buffered, paci::send_semantics::rendezvous})
+        REQUIRE_THROWS_WITH(paci::simulate(bad, costs(1, 2), sends),
+                            Catch::Matchers::StartsWith("paci::simulate: schedule (") &&
+                                Catch::Matchers::EndsWith(") must be structurally valid (see paci::validate)"));
+    // An action on a stage outside the pipeline read past the per-stage costs.
+    paci::schedule outside = paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate();
+    outside.ranks[1].push_back(paci::action{paci::op::F, 5, 0});
+    paci::cost_model per_stage = costs(1, 2);
+    per_stage.per_stage.assign(2, per_stage.uniform);
+    REQUIRE_THROWS_WITH(paci::simulate(outside, per_stage),
+                        "paci::simulate: schedule (1 structural error, first: rank 1, position 5, 5F0: placement: stage 5 "
+                        "is out of range [0, 2)) must be structurally valid (see paci::validate)");
+    // An inconsistent header.
+    paci::schedule header = paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate();
+    header.shape.ranks = 0;
+    REQUIRE_THROWS_WITH(paci::simulate(header, costs(1, 2)), "paci::simulate: ranks (0) must be >= 1");
+    REQUIRE_THROWS_WITH(paci::simulate(paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate(), costs(1, 2),
+                                       static_cast<paci::send_semantics>(9)),
+                        "paci::simulate: sends (9) must be send_semantics::buffered or send_semantics::rendezvous");
+}
+
+TEST_CASE("simulate: durations whose sums overflow a double are an error, not makespan inf and bubble nan",
+          "[unit][sim][errors]") {
+    // 1F1B-flush, 2 stages, 2 micro-batches, F = 1, B = 1e308. Rank 1 runs 1F0 [1, 2], 1B0 [2, 1e308],
+    // 1F1 [1e308, 1e308], then 1B1 would end at 2e308, past the largest double.
+    const auto sched = paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate();
+    REQUIRE_THROWS_WITH(paci::simulate(sched, costs(1, 1e308)),
+                        "paci::simulate: end of 1B1 on rank 1 (inf) must be finite: the cost model's durations overflow a "
+                        "double over this schedule");
+    // One such duration alone is fine: 1 stage, 1 micro-batch.
+    const auto one = paci::simulate(paci::one_f_one_b<>{.stages = 1, .microbatches = 1}.generate(), costs(1, 1e308));
+    CHECK(one.makespan == 1e308);
+    CHECK(std::isfinite(one.bubble_fraction));
+    // A transfer time that is infinite by itself is refused by the cost model.
+    paci::cost_model slow = costs(1, 2);
+    slow.bytes = 1e308;
+    slow.bandwidth = 1e-308;
+    REQUIRE_THROWS_WITH(paci::simulate(sched, slow), "paci::cost_model: bytes / bandwidth (inf) must be finite");
+}
+
+TEST_CASE("simulate: a deadlock is still data, not an error", "[unit][sim][errors]") {
+    const auto compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 2}.generate();
+    const auto blocked = paci::simulate(paci::lower(compute, paci::lowering::eager), costs(1, 2),
+                                        paci::send_semantics::rendezvous);
+    CHECK_FALSE(blocked.completed);
+    CHECK_FALSE(blocked.deadlock.cycle.empty());
+}
+
+namespace {
+
+/// The static 1F1B order (a forward whenever the stage is under its cap, otherwise the oldest
+/// backward) of PACI with `caps` and one update per micro-batch, built from the stream directly so
+/// that caps validate() refuses can be studied.
+paci::schedule static_order(const std::vector<int>& caps, int microbatches) {
+    const int P = static_cast<int>(caps.size());
+    paci::schedule out;
+    out.shape = {P, P, paci::stage_map::loop};
+    out.microbatches = microbatches;
+    out.steps = microbatches;
+    out.policy = "static order";
+    for (int s = 0; s < P; ++s) {
+        paci::one_f_one_b_stream<paci::accumulation> stream(paci::accumulation{1}, s, s == P - 1,
+                                                            caps[static_cast<std::size_t>(s)], 1, false, microbatches);
+        out.ranks.emplace_back();
+        paci::action a;
+        while (stream.next(a)) out.ranks.back().push_back(a);
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("simulate: why a cap above P - s collapsed throughput: equal caps on neighbours serialize the static order",
+          "[unit][sim]") {
+    // With cap c at stages s - 1 and s, stage s runs F(j + c) right after B(j), and stage s - 1 runs
+    // F(j + c) right after its own B(j), which needs stage s's B(j): each forward waits for a backward's
+    // round trip. With equal caps on stages 0..P-2 (and 1 at the last) the chain is B(j) down from
+    // P - 2 to 0, then F(j + c) up from 0 to P - 2, then B(j + 1) at P - 2: one micro-batch per
+    // (P - 1)(F + B), against 1 / (F + B) with the default caps P - s.
+    const auto model = costs(1, 2);
+    for (int P = 2; P <= 8; ++P) {
+        CAPTURE(P);
+        const int M = 48;
+        std::vector<int> plateau(static_cast<std::size_t>(P), 2); // valid: 2 <= P - s for s <= P - 2
+        plateau.back() = 1;
+        const paci::paci_policy<> valid{.stages = P, .microbatches = 1, .steps = M, .cap = plateau};
+        REQUIRE_NOTHROW(valid.validate());
+        const double serial = 1.0 / ((P - 1) * 3.0);
+        CHECK(near(paci::simulate(valid.generate(), model).throughput, serial));
+        CHECK(near(paci::simulate(paci::paci_policy<>{.stages = P, .microbatches = 1, .steps = M}.generate(), model)
+                       .throughput,
+                   1.0 / 3.0));
+    }
+    // The issue's caps 9, 9, 9, 9, 9, 9, 9, 1 on 8 stages (refused now) give the same chain once the
+    // first micro-batches have passed: the last stage starts a forward every (P - 1)(F + B) = 21,
+    // against every F + B = 3 with the caps P - s, which have no such chain.
+    const std::vector<int> issue{9, 9, 9, 9, 9, 9, 9, 1};
+    const auto forward_period = [&](const std::vector<int>& caps) {
+        const paci::schedule order = static_order(caps, 64);
+        const paci::simulation sim = paci::simulate(order, model);
+        std::vector<double> starts; // of the last stage's forwards, in micro-batch order
+        for (std::size_t p = 0; p < order.ranks.back().size(); ++p)
+            if (order.ranks.back()[p].kind == paci::op::F) starts.push_back(sim.times.back()[p].start);
+        std::vector<double> gaps;
+        for (std::size_t m = 40; m + 1 < starts.size(); ++m) gaps.push_back(starts[m + 1] - starts[m]);
+        return gaps;
+    };
+    for (const double gap : forward_period(issue)) CHECK(near(gap, 21.0));
+    for (const double gap : forward_period({8, 7, 6, 5, 4, 3, 2, 1})) CHECK(near(gap, 3.0));
+    CHECK(paci::simulate(static_order(issue, 64), model).throughput < 0.06);
+    REQUIRE_THROWS_AS((paci::paci_policy<>{.stages = 8, .microbatches = 1, .steps = 64, .cap = issue}.validate()),
+                      paci::config_error);
+}
+
+TEST_CASE("simulate: cost_model::of refuses a stage without per-stage costs", "[unit][sim][errors]") {
+    paci::cost_model m;
+    m.per_stage = {paci::stage_costs{.f = 3}, paci::stage_costs{.f = 4}};
+    CHECK(m.of(1).f == 4);
+    REQUIRE_THROWS_WITH(m.of(2), "paci::cost_model::of: stage (2) must be in [0, 2) (the per-stage costs given)");
+    REQUIRE_THROWS_AS(m.duration(paci::action{paci::op::F, -1, 0}), paci::config_error);
+    CHECK(paci::cost_model{}.of(7).f == 1); // one cost for every stage
+}
+
+TEST_CASE("simulate: an action whose op is none of the ten is a config error", "[unit][sim][errors]") {
+    paci::schedule s = paci::one_f_one_b<>{.stages = 2, .microbatches = 1}.generate();
+    s.ranks[1][0].kind = static_cast<paci::op>(200);
+    REQUIRE_THROWS_WITH(paci::simulate(s, costs(1, 2)),
+                        "paci::simulate: op of the action at rank 1, position 0 (200) must be one of the 10 ops");
+}

@@ -48,8 +48,8 @@ TEST_CASE("matchers: is_valid", "[unit][testing][matchers]") {
     const auto m = paci::testing::is_valid();
     CHECK(m.describe() == "is a valid schedule");
     CHECK_FALSE(m.match(missing_backward()));
-    CHECK(m.describe() == "is a valid schedule (rank 1, position 0, 1F0: missing: stage 1 micro-batch 0 has no backward "
-                          "(B, or I then W))");
+    CHECK(m.describe() == "is a valid schedule (1 error: rank 1, position 0, 1F0: missing: stage 1 micro-batch 0 has no "
+                          "backward (B, or I then W))");
 
     // A compute order that cannot run is structurally fine but not valid.
     const auto cyclic = paci_test::make_schedule({2, 2, paci::stage_map::loop}, 2, 0, {"0F0 0B0 0F1 0B1", "1F1 1B1 1F0 1B0"});
@@ -76,7 +76,7 @@ TEST_CASE("matchers: is_deadlock_free", "[unit][testing][matchers]") {
     // A structurally broken schedule is not deadlock-free either; the description says why.
     const auto buf = paci::testing::is_deadlock_free(paci::send_semantics::buffered);
     CHECK_FALSE(buf.match(missing_backward()));
-    CHECK_THAT(buf.describe(), ContainsSubstring("is deadlock-free under buffered sends (rank 1, position 0, 1F0: missing"));
+    CHECK_THAT(buf.describe(), ContainsSubstring("is deadlock-free under buffered sends (1 error: rank 1, position 0, 1F0: missing"));
 }
 
 TEST_CASE("matchers: has_drift_at_most on a hand-made replay", "[unit][testing][matchers]") {
@@ -152,4 +152,50 @@ TEST_CASE("matchers: stays_within_bounds", "[unit][testing][matchers]") {
         CHECK_THAT(m.describe(), ContainsSubstring("(drift 3 exceeds its bound 2 at stage 0, micro-batch 3 (forward read "
                                                    "version 0, backward read 3, applied to 3))"));
     }
+}
+
+TEST_CASE("matchers: a failure shows the schedule's size and first diagnostics, the programs only on request",
+          "[unit][testing][matchers]") {
+    // 1F1B-flush, 16 stages, 256 micro-batches, one update: each stage runs 256 F, 256 B and 1 STEP.
+    paci::schedule big = paci::one_f_one_b<>{.stages = 16, .microbatches = 256, .steps = 1}.generate();
+    const std::string header = "schedule{one_f_one_b<perf>{.stages = 16, .microbatches = 256, .steps = 1}, "
+                               "pipeline_shape{.stages = 16, .ranks = 16, .map = loop}, .microbatches = 256, .steps = 1}";
+    // What Catch2 prints for the schedule under test (it printed every program before: 51 KB).
+    CHECK(Catch::StringMaker<paci::schedule>::convert(big) == header + " with 8208 actions on 16 ranks");
+    CHECK(paci::testing::summary(big) == header + " with 8208 actions on 16 ranks");
+
+    // Drop the last stage's backwards: its 256 forwards (at positions 0..255) have none.
+    auto& last = big.ranks.back();
+    std::erase_if(last, [](const paci::action& a) { return a.kind == paci::op::B; });
+    const auto m = paci::testing::is_valid();
+    CHECK_FALSE(m.match(big));
+    const std::string d = m.describe();
+    CHECK_THAT(d, Catch::Matchers::StartsWith(
+                      "is a valid schedule (256 errors, the first 3: rank 15, position 0, 15F0: missing: stage 15 "
+                      "micro-batch 0 has no backward (B, or I then W); rank 15, position 1, 15F1: missing: "));
+    CHECK_THAT(d, Catch::Matchers::EndsWith("rank 15, position 2, 15F2: missing: stage 15 micro-batch 2 has no backward "
+                                            "(B, or I then W))"));
+    CHECK(d.size() < 400U);
+
+    // On request, every program follows.
+    const auto full = paci::testing::is_valid(paci::testing::dump::full);
+    CHECK_FALSE(full.match(big));
+    CHECK_THAT(full.describe(), Catch::Matchers::StartsWith(d + "\n" + header + "\nrank 0: 0F0 0F1 0F2"));
+    CHECK_THAT(full.describe(), ContainsSubstring("\nrank 15: 15F0 15F1 15F2"));
+    const auto rv = paci::testing::is_deadlock_free(paci::send_semantics::rendezvous, paci::testing::dump::full);
+    CHECK_FALSE(rv.match(big));
+    CHECK_THAT(rv.describe(), ContainsSubstring("\nrank 15: 15F0 15F1 15F2"));
+    // A match clears both.
+    CHECK(full.match(small_1f1b()));
+    CHECK(full.describe() == "is a valid schedule");
+}
+
+TEST_CASE("matchers: has_drift_at_most fails, with the reason, on an inconsistent replay", "[unit][testing][matchers]") {
+    paci::replay_result r;
+    r.stages = 2;
+    r.microbatches = 2;
+    r.records.assign(3, paci::version_record{}); // 4 needed: at(1, 1) was read past the end
+    const auto m = paci::testing::has_drift_at_most(0);
+    CHECK_FALSE(m.match(r));
+    CHECK(m.describe() == "has drift at most 0 (the replay is inconsistent: 3 records for 2 stages x 2 micro-batches)");
 }

@@ -30,6 +30,7 @@ enum class rule : std::uint8_t {
     unmatched_recv,   ///< a RECV with no SEND
     comm_mismatch,    ///< SEND and RECV on a channel pair up differently (kind, stage, micro-batch or order)
     deadlock,         ///< the ranks wait for each other in a cycle, or for a rank that has finished
+    unknown_op,       ///< an action whose op is none of the ten (a number cast to `op`)
 };
 
 [[nodiscard]] constexpr std::string_view to_string(rule r) noexcept {
@@ -38,7 +39,7 @@ enum class rule : std::uint8_t {
                                           "backward_order", "before_forward", "weight_before_input",
                                           "recompute_order", "step_order",    "comm_edge",
                                           "comm_order",     "unmatched_send", "unmatched_recv",
-                                          "comm_mismatch",  "deadlock"};
+                                          "comm_mismatch",  "deadlock",       "unknown_op"};
     return names[static_cast<std::size_t>(r)];
 }
 inline std::ostream& operator<<(std::ostream& os, rule r) { return os << to_string(r); }

@@ -8,10 +8,42 @@
 #include <cstddef>
 #include <optional>
 #include <ostream>
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace paci {
+
+namespace detail {
+
+/// Throws `config_error` naming `api` and the policy when `policy.validate()` refuses it, so that no
+/// bound is computed from an invalid policy (a zero divisor, a cap vector of the wrong size).
+template <schedule_policy Policy>
+void require_valid_policy(std::string_view api, const Policy& policy) {
+    std::string why;
+    try {
+        policy.validate();
+        return;
+    } catch (const config_error& e) {
+        why = e.what();
+    }
+    config_fail(api, "policy", print(policy), concat("must be valid: ", why));
+}
+
+/// Throws `config_error` naming `api` unless the replay's tables agree with its counts (a
+/// `replay_result` built or edited by hand).
+inline void check_replay(std::string_view api, const replay_result& r) {
+    config_require(r.stages >= 0, api, "replay stages", r.stages, "must be >= 0");
+    config_require(r.microbatches >= 0, api, "replay microbatches", r.microbatches, "must be >= 0");
+    const std::size_t cells = static_cast<std::size_t>(r.stages) * static_cast<std::size_t>(r.microbatches);
+    if (r.records.size() != cells)
+        config_fail(api, "replay records", r.records.size(),
+                    concat("must equal stages x microbatches (", r.stages, " x ", r.microbatches, ")"));
+    if (r.per_stage.size() != static_cast<std::size_t>(r.stages))
+        config_fail(api, "replay per_stage size", r.per_stage.size(), concat("must equal stages (", r.stages, ")"));
+}
+
+} // namespace detail
 
 /// Bounds a policy promises, per stage.
 struct version_bounds {
@@ -20,8 +52,10 @@ struct version_bounds {
     std::vector<int> versions;
 
     /// The bounds of `policy` for each of its stages.
+    /// \throws config_error if the policy is invalid.
     template <schedule_policy Policy>
     [[nodiscard]] static version_bounds of(const Policy& policy) {
+        detail::require_valid_policy("version_bounds::of", policy);
         version_bounds b;
         const int P = policy.shape().stages;
         for (int s = 0; s < P; ++s) {
@@ -97,8 +131,19 @@ struct drift_report {
     }
 };
 
-/// Compares a replay with bounds (missing bound entries count as unbounded).
+/// Compares a replay with bounds. An empty bound vector means unbounded (an imported schedule has
+/// no promise); a non-empty one must hold one bound per stage of the replay.
+/// \throws config_error if the replay's tables are inconsistent or a bound vector has another length.
 [[nodiscard]] inline drift_report check_drift(const replay_result& r, const version_bounds& bounds) {
+    detail::check_replay("check_drift", r);
+    const auto check_len = [&](const std::vector<int>& v, std::string_view what) {
+        if (!v.empty() && v.size() != static_cast<std::size_t>(r.stages))
+            detail::config_fail("check_drift", what, v.size(),
+                                detail::concat("must equal the replay's stages (", r.stages, ") or be empty (unbounded)"));
+    };
+    check_len(bounds.drift, "drift bounds");
+    check_len(bounds.staleness, "staleness bounds");
+    check_len(bounds.versions, "versions bounds");
     drift_report out;
     out.max_vertical_spread = r.max_vertical_spread;
     constexpr int unbounded = 1 << 30;
@@ -132,8 +177,21 @@ struct drift_report {
 }
 
 /// Compares a replay with the bounds `policy` promises.
+/// \throws config_error if the policy is invalid, or the replay is not of a schedule of the policy's
+/// shape (another number of stages, or of ranks).
 template <schedule_policy Policy>
 [[nodiscard]] drift_report check_drift(const replay_result& r, const Policy& policy) {
+    detail::require_valid_policy("check_drift", policy);
+    detail::check_replay("check_drift", r);
+    const pipeline_shape shape = policy.shape();
+    if (r.stages != shape.stages)
+        detail::config_fail("check_drift", "replay stages", r.stages,
+                            detail::concat("must equal the policy's stages (", shape.stages, ") of ",
+                                           detail::print(policy)));
+    if (!r.stored_timeline.empty() && r.stored_timeline.size() != static_cast<std::size_t>(shape.ranks))
+        detail::config_fail("check_drift", "replay ranks", r.stored_timeline.size(),
+                            detail::concat("must equal the policy's ranks (", shape.ranks, ") of ",
+                                           detail::print(policy)));
     return check_drift(r, version_bounds::of(policy));
 }
 

@@ -4,6 +4,7 @@
 /// weight versions, and the per-rank timelines.
 
 #include <paci/analysis/replay.hpp>
+#include <paci/core/error.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -28,7 +29,16 @@ struct memory_report {
 };
 
 /// Summarizes the memory a replayed schedule needs.
+/// \throws config_error if the replay's per-stage table does not match its stage count, or its two
+/// timelines cover different numbers of ranks.
 [[nodiscard]] inline memory_report memory_of(const replay_result& r) {
+    detail::config_require(r.stages >= 0, "memory_of", "replay stages", r.stages, "must be >= 0");
+    if (r.per_stage.size() != static_cast<std::size_t>(r.stages))
+        detail::config_fail("memory_of", "replay per_stage size", r.per_stage.size(),
+                            detail::concat("must equal stages (", r.stages, ")"));
+    if (r.stored_timeline.size() != r.activation_timeline.size())
+        detail::config_fail("memory_of", "replay activation_timeline ranks", r.activation_timeline.size(),
+                            detail::concat("must equal stored_timeline's (", r.stored_timeline.size(), ")"));
     memory_report out;
     for (const auto& s : r.per_stage) {
         out.peak_stored.push_back(s.peak_stored);

@@ -3,6 +3,7 @@
 /// Version replay: the weight version every forward, recompute, backward and weight backward reads,
 /// and what each stage stores over time.
 
+#include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 #include <paci/version/accumulation.hpp>
 #include <paci/version/version_controller.hpp>
@@ -55,21 +56,33 @@ struct replay_result {
     /// Per rank, after each of its actions: micro-batches holding full activations.
     std::vector<std::vector<std::int32_t>> activation_timeline;
 
+    /// The record of (`stage`, `microbatch`).
+    /// \throws config_error for a pair out of range (or records that do not cover it).
     [[nodiscard]] const version_record& at(int stage, int microbatch) const {
-        return records[static_cast<std::size_t>(stage) * static_cast<std::size_t>(microbatches) +
-                       static_cast<std::size_t>(microbatch)];
+        const std::size_t i = static_cast<std::size_t>(stage) * static_cast<std::size_t>(microbatches) +
+                              static_cast<std::size_t>(microbatch);
+        if (stage < 0 || stage >= stages || microbatch < 0 || microbatch >= microbatches || i >= records.size())
+            detail::config_fail("replay_result::at", "stage, micro-batch", detail::concat(stage, ", ", microbatch),
+                                detail::concat("must be in [0, ", stages, ") x [0, ", microbatches, ") with ",
+                                               records.size(), " records"));
+        return records[i];
     }
 };
 
 /// Replays a schedule's programs and records the version each action reads. A stage's version is
 /// the number of its STEP actions before the action (a stage runs on one rank, so no cross-rank
 /// timing is needed); `controller.backward_reads` says whether backwards read the current or the
-/// stashed weights. Robust to invalid schedules (missing actions leave -1 in the records).
+/// stashed weights. Robust to invalid actions (missing actions leave -1 in the records; actions out
+/// of range are skipped).
+/// \throws config_error if the schedule's header is inconsistent (shape, one program per rank,
+/// counts >= 0) or its tables (about 24 bytes per stage and micro-batch) would pass `paci::limits`.
 template <version_controller Controller = accumulation>
 [[nodiscard]] replay_result replay(const schedule& sch, const Controller& controller = Controller{}) {
+    detail::check_schedule("replay", sch);
+    detail::check_tables("replay", sch.shape.stages, sch.microbatches, sizeof(version_record) + 1, sch.size());
     replay_result out;
     const int P = sch.shape.stages;
-    const int T = std::max(sch.microbatches, 0);
+    const int T = sch.microbatches;
     out.stages = P;
     out.microbatches = T;
     const std::size_t n = static_cast<std::size_t>(P) * static_cast<std::size_t>(T);

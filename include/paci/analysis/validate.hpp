@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -130,6 +131,12 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
         for (std::size_t p = 0; p < prog.size(); ++p) {
             const action a = prog[p];
             const auto pos = static_cast<std::int64_t>(p);
+            if (!is_op(a.kind)) {
+                err.add(rule::unknown_op, rank, pos, a,
+                        concat("op ", static_cast<int>(a.kind), " is none of F, B, I, W, R, STEP, SEND_F, RECV_F, "
+                                                                "SEND_B, RECV_B"));
+                continue;
+            }
             if (a.stage < 0 || a.stage >= P) {
                 err.add(rule::placement, rank, pos, a, concat("stage ", a.stage, " is out of range [0, ", P, ")"));
                 continue;
@@ -329,11 +336,10 @@ inline void check_channels(const schedule& sch, error_sink& err) {
 
 } // namespace detail
 
-/// Runs every rank's program against the others under `semantics` and reports whether all finish;
-/// if not, the wait cycle (or the chain of waits ending at a finished rank). Expects a structurally
-/// valid schedule (see `validate`); compute-only schedules are run with their cross-rank
-/// dependencies satisfied on completion, as if every transfer were instantaneous.
-[[nodiscard]] inline deadlock_report find_deadlock(const schedule& sch, send_semantics semantics) {
+namespace detail {
+
+/// `find_deadlock` without its checks, for callers that have validated the structure.
+[[nodiscard]] inline deadlock_report find_deadlock_unchecked(const schedule& sch, send_semantics semantics) {
     deadlock_report out;
     out.semantics = semantics;
     const pipeline_shape& shape = sch.shape;
@@ -443,32 +449,107 @@ inline void check_channels(const schedule& sch, error_sink& err) {
     return out;
 }
 
-/// Checks a schedule (compute-only or lowered): placement, ranges, exactly one forward and one
-/// backward (B, or I then W) per stage and micro-batch, same-rank ordering, STEP ordinals, SEND/RECV
-/// pairing and order per channel, and, when the structure is sound, deadlock freedom under buffered
-/// and rendezvous sends. Never throws on bad schedules; problems are data.
-[[nodiscard]] inline validation_report validate(const schedule& sch) {
+/// Throws `config_error` for what `validate()` cannot report as data: a schedule whose programs or
+/// tables (about 40 bytes per stage and micro-batch) would pass `paci::limits`, or a program too long
+/// for 32-bit positions.
+inline void check_validate_size(std::string_view api, const schedule& sch) {
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r)
+        if (sch.ranks[r].size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+            config_fail(api, concat("rank ", r, " program length"), sch.ranks[r].size(),
+                        concat("must be <= ", std::numeric_limits<std::int32_t>::max(), " (positions are 32-bit)"));
+    check_tables(api, sch.shape.stages, sch.microbatches, 40, sch.size());
+}
+
+/// Throws `config_error` naming `api` unless the schedule can be run against itself without
+/// leaving its ranks: a consistent header, tables within `paci::limits`, every action's stage in
+/// range and every SEND/RECV's peer stage in range. What `find_deadlock` needs; it explains the
+/// hangs of schedules that are otherwise broken (a RECV with no SEND).
+inline void require_runnable(std::string_view api, const schedule& sch) {
+    check_schedule(api, sch);
+    check_validate_size(api, sch);
+    const int P = sch.shape.stages;
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r)
+        for (std::size_t p = 0; p < sch.ranks[r].size(); ++p) {
+            const action a = sch.ranks[r][p];
+            if (a.stage < 0 || a.stage >= P)
+                config_fail(api, concat("action at rank ", r, ", position ", p), a,
+                            concat("must name a stage in [0, ", P, ")"));
+            if (is_comm(a.kind) && (comm_peer_stage(a) < 0 || comm_peer_stage(a) >= P))
+                config_fail(api, concat("action at rank ", r, ", position ", p), a,
+                            concat("must talk to a stage in [0, ", P, "), not ", comm_peer_stage(a)));
+        }
+}
+
+/// Throws `config_error` naming `api` unless the schedule is structurally valid (its header
+/// consistent and no `validate()` error): the precondition of simulating it. Deadlocks are not
+/// errors here.
+inline void require_structure(std::string_view api, const schedule& sch);
+
+} // namespace detail
+
+/// Runs every rank's program against the others under `semantics` and reports whether all finish;
+/// if not, the wait cycle (or the chain of waits ending at a finished rank). Compute-only schedules
+/// are run with their cross-rank dependencies satisfied on completion, as if every transfer were
+/// instantaneous. A structurally broken schedule is run as it stands (a RECV whose SEND is missing
+/// waits for its peer), so the report explains why it hangs.
+/// \throws config_error for an inconsistent header, an action whose stage (or a SEND/RECV whose peer
+/// stage) is out of range, or tables past `paci::limits`.
+[[nodiscard]] inline deadlock_report find_deadlock(const schedule& sch, send_semantics semantics) {
+    detail::require_runnable("find_deadlock", sch);
+    if (semantics != send_semantics::buffered && semantics != send_semantics::rendezvous)
+        detail::config_fail("find_deadlock", "semantics", static_cast<int>(semantics),
+                            "must be send_semantics::buffered or send_semantics::rendezvous");
+    return detail::find_deadlock_unchecked(sch, semantics);
+}
+
+namespace detail {
+
+/// A structural check without the deadlock search: what `validate()` reports before running.
+[[nodiscard]] inline validation_report structure_of(const schedule& sch) {
     validation_report report;
-    detail::error_sink err(report);
+    error_sink err(report);
     const pipeline_shape& shape = sch.shape;
     if (shape.stages < 1 || shape.ranks < 1 || shape.stages % shape.ranks != 0 ||
         static_cast<int>(sch.ranks.size()) != shape.ranks || sch.microbatches < 0) {
         err.add(rule::placement, -1, -1, {},
-                detail::concat("schedule shape ", shape, " with ", sch.ranks.size(), " rank programs and ",
-                               sch.microbatches, " micro-batches is inconsistent"));
-        report.buffered.deadlock_free = report.rendezvous.deadlock_free = false;
+                concat("schedule shape ", shape, " with ", sch.ranks.size(), " rank programs and ", sch.microbatches,
+                       " micro-batches is inconsistent"));
         return report;
     }
-    detail::position_index ix(shape.stages, sch.microbatches);
-    detail::check_structure(sch, ix, err);
-    if (report.error_count == 0 && sch.lowered()) detail::check_channels(sch, err);
+    position_index ix(shape.stages, sch.microbatches);
+    check_structure(sch, ix, err);
+    if (report.error_count == 0 && sch.lowered()) check_channels(sch, err);
+    return report;
+}
+
+inline void require_structure(std::string_view api, const schedule& sch) {
+    check_validate_size(api, sch);
+    const validation_report report = structure_of(sch);
+    if (!report.structure_ok())
+        config_fail(api, "schedule", concat(report.error_count, " structural error", report.error_count == 1 ? "" : "s",
+                                            ", first: ", report.errors.front()),
+                    "must be structurally valid (see paci::validate)");
+}
+
+} // namespace detail
+
+/// Checks a schedule (compute-only or lowered): placement, ranges, exactly one forward and one
+/// backward (B, or I then W) per stage and micro-batch, same-rank ordering, STEP ordinals, SEND/RECV
+/// pairing and order per channel, and, when the structure is sound, deadlock freedom under buffered
+/// and rendezvous sends. Problems with the schedule are data (an inconsistent header is a
+/// `placement` error); it throws only for resources.
+/// \throws config_error if the schedule or its tables (about 40 bytes per stage and micro-batch)
+/// would pass `paci::limits`.
+[[nodiscard]] inline validation_report validate(const schedule& sch) {
+    detail::check_validate_size("validate", sch);
+    validation_report report = detail::structure_of(sch);
     if (report.error_count != 0) {
         report.buffered.deadlock_free = report.rendezvous.deadlock_free = false;
         report.buffered.message = report.rendezvous.message = "not run: the schedule has structural errors";
         return report;
     }
-    report.buffered = find_deadlock(sch, send_semantics::buffered);
-    report.rendezvous = find_deadlock(sch, send_semantics::rendezvous);
+    report.buffered = detail::find_deadlock_unchecked(sch, send_semantics::buffered);
+    report.rendezvous = detail::find_deadlock_unchecked(sch, send_semantics::rendezvous);
     return report;
 }
 

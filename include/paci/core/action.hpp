@@ -31,17 +31,20 @@ enum class op : std::uint8_t {
 
 inline constexpr int op_count = 10;
 
-/// The text name of an op (`"F"`, `"SEND_B"`, ...).
+/// True for the ten ops above; an `op` cast from any other number is not one.
+[[nodiscard]] constexpr bool is_op(op o) noexcept { return static_cast<int>(o) < op_count; }
+
+/// The text name of an op (`"F"`, `"SEND_B"`, ...); `"?"` for a value that is not an op.
 [[nodiscard]] constexpr std::string_view to_string(op o) noexcept {
     constexpr std::array<std::string_view, op_count> names{"F",    "B",      "I",      "W",      "R",
                                                           "STEP", "SEND_F", "RECV_F", "SEND_B", "RECV_B"};
-    return names[static_cast<std::size_t>(o)];
+    return is_op(o) ? names[static_cast<std::size_t>(o)] : std::string_view("?");
 }
 
 /// True for the compute ops F, B, I, W and R.
 [[nodiscard]] constexpr bool is_compute(op o) noexcept { return o <= op::R; }
 /// True for SEND_F, RECV_F, SEND_B and RECV_B.
-[[nodiscard]] constexpr bool is_comm(op o) noexcept { return o >= op::SEND_F; }
+[[nodiscard]] constexpr bool is_comm(op o) noexcept { return o >= op::SEND_F && is_op(o); }
 /// True for the backward ops B, I and W.
 [[nodiscard]] constexpr bool is_backward(op o) noexcept { return o == op::B || o == op::I || o == op::W; }
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <ostream>
 #include <string_view>
 #include <vector>
@@ -234,11 +235,29 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
 /// under any send semantics; pass `lowering::eager` for non-blocking transports (earliest sends).
 /// \throws config_error if the schedule already holds communication, names actions out of range,
 /// or (rendezvous_safe) its compute order cannot run.
+/// \throws config_error, too, for an inconsistent header (shape, one program per rank, counts >= 0),
+/// an unknown `mode`, or a result or working tables past `paci::limits` (checked before allocating).
 [[nodiscard]] inline schedule lower(const schedule& in, lowering mode = lowering::rendezvous_safe) {
-    in.shape.validate("lower");
-    if (!(static_cast<int>(in.ranks.size()) == in.shape.ranks)) detail::config_fail("lower", "rank programs",
-                           in.ranks.size(), detail::concat("must equal ranks (", in.shape.ranks, ")"));
+    detail::check_schedule("lower", in);
+    if (mode != lowering::eager && mode != lowering::rendezvous_safe)
+        detail::config_fail("lower", "mode", static_cast<int>(mode), "must be lowering::eager or lowering::rendezvous_safe");
+    for (std::size_t r = 0; r < in.ranks.size(); ++r)
+        if (in.ranks[r].size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max() / 3))
+            detail::config_fail("lower", detail::concat("rank ", r, " program length"), in.ranks[r].size(),
+                                detail::concat("must be <= ", std::numeric_limits<std::int32_t>::max() / 3,
+                                               " (positions are 32-bit)"));
+    // Producer positions (8 bytes) and, rendezvous-safe, message states (2 bytes) per stage and micro-batch.
+    detail::check_tables("lower", in.shape.stages, in.microbatches, 10, in.size());
     const detail::message_plan plan(in);
+    // Each compute gains at most one RECV before it and one SEND after it: the result's size, known
+    // before it is built.
+    std::uint64_t added = 0;
+    for (const auto& prog : in.ranks)
+        for (const action& c : prog) {
+            action x;
+            added += (plan.needs(c, x) ? 1U : 0U) + (plan.produces(c, x) ? 1U : 0U);
+        }
+    detail::check_schedule_size("lower", detail::add_sat(in.size(), added));
     return mode == lowering::eager ? detail::lower_eager(in, plan) : detail::lower_rendezvous_safe(in, plan);
 }
 

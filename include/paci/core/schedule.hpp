@@ -3,11 +3,15 @@
 /// The schedule container: one dense action list per rank.
 
 #include <paci/core/action.hpp>
+#include <paci/core/error.hpp>
+#include <paci/core/limits.hpp>
 #include <paci/core/shape.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace paci {
@@ -46,6 +50,56 @@ struct schedule {
 
     friend bool operator==(const schedule&, const schedule&) = default;
 };
+
+/// A 64-bit digest of a schedule's shape, counts and every action in program order (not its `policy`
+/// text). Two different schedules share a fingerprint with probability about 2^-64 (a guard against
+/// mistakes, not against crafted collisions); exporters use it to check that a timeline was computed
+/// for the schedule it is drawn on.
+[[nodiscard]] inline std::uint64_t fingerprint(const schedule& s) noexcept {
+    std::uint64_t h = 0xcbf29ce484222325ULL; // FNV-1a over 64-bit words, then a final mix
+    const auto mix = [&h](std::uint64_t v) {
+        h ^= v;
+        h *= 0x100000001b3ULL;
+        h ^= h >> 29;
+    };
+    mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(s.shape.stages)));
+    mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(s.shape.ranks)));
+    mix(static_cast<std::uint64_t>(s.shape.map));
+    mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(s.microbatches)));
+    mix(static_cast<std::uint64_t>(static_cast<std::uint32_t>(s.steps)));
+    mix(s.ranks.size());
+    for (const auto& prog : s.ranks) {
+        mix(prog.size());
+        for (const action& a : prog)
+            mix((static_cast<std::uint64_t>(static_cast<std::uint32_t>(a.microbatch)) << 32) |
+                (static_cast<std::uint64_t>(static_cast<std::uint16_t>(a.stage)) << 8) | static_cast<std::uint64_t>(a.kind));
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+namespace detail {
+
+/// Throws `config_error` (naming `api`) unless the schedule's containers are consistent with its
+/// header: a valid shape, one program per rank, counts >= 0, a size within `paci::limits`, and
+/// every action's op one of the ten. The rest of its actions is `validate()`'s report.
+inline void check_schedule(std::string_view api, const schedule& s) {
+    s.shape.validate(api);
+    if (s.ranks.size() != static_cast<std::size_t>(s.shape.ranks))
+        config_fail(api, "rank programs", s.ranks.size(), concat("must equal ranks (", s.shape.ranks, ")"));
+    config_require(s.microbatches >= 0, api, "microbatches", s.microbatches, "must be >= 0");
+    config_require(s.steps >= 0, api, "steps", s.steps, "must be >= 0");
+    check_schedule_size(api, s.size());
+    for (std::size_t r = 0; r < s.ranks.size(); ++r)
+        for (std::size_t p = 0; p < s.ranks[r].size(); ++p)
+            if (!is_op(s.ranks[r][p].kind))
+                config_fail(api, concat("op of the action at rank ", r, ", position ", p),
+                            static_cast<int>(s.ranks[r][p].kind), concat("must be one of the ", op_count, " ops"));
+}
+
+} // namespace detail
 
 /// One line per rank: `rank 0: 0F0 0F1 0B0 ...`.
 inline std::ostream& operator<<(std::ostream& os, const schedule& s) {

@@ -41,22 +41,24 @@ struct pipeline_shape {
         }
     }
 
-    /// Stages per rank.
-    [[nodiscard]] constexpr int chunks() const noexcept { return stages / ranks; }
+    /// Stages per rank (0 for a shape with no ranks, which `validate()` refuses).
+    [[nodiscard]] constexpr int chunks() const noexcept { return ranks >= 1 ? stages / ranks : 0; }
 
-    /// The rank that runs `stage`.
+    /// The rank that runs `stage` (for a stage in [0, stages)); -1 for a shape with no ranks.
     [[nodiscard]] constexpr int rank_of(int stage) const noexcept {
+        if (ranks < 1) return -1;
         const int c = stage / ranks;
         const int r = stage % ranks;
         return (map == stage_map::v && c % 2 == 1) ? ranks - 1 - r : r;
     }
 
-    /// Index of `stage` among the stages of its rank (its chunk).
-    [[nodiscard]] constexpr int chunk_of(int stage) const noexcept { return stage / ranks; }
+    /// Index of `stage` among the stages of its rank (its chunk); -1 for a shape with no ranks.
+    [[nodiscard]] constexpr int chunk_of(int stage) const noexcept { return ranks < 1 ? -1 : stage / ranks; }
 
-    /// The stages of `rank`, in chunk order.
+    /// The stages of `rank`, in chunk order (none for a rank outside [0, ranks)).
     [[nodiscard]] std::vector<int> stages_of(int rank) const {
         std::vector<int> out;
+        if (rank < 0 || rank >= ranks) return out;
         for (int c = 0; c < chunks(); ++c) {
             const int r = (map == stage_map::v && c % 2 == 1) ? ranks - 1 - rank : rank;
             out.push_back(c * ranks + r);

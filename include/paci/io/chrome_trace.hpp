@@ -94,8 +94,19 @@ inline void append_json_int(std::string& out, std::int64_t v) {
     constexpr std::string_view api = "to_chrome_trace";
     config_require(std::isfinite(options.time_scale) && options.time_scale > 0, api, "time_scale", options.time_scale,
                    "must be finite and > 0");
+    check_schedule(api, sch);
+    check_size(api, "trace size", sch.size(), mul_sat(sch.size(), 400)); // about 160 bytes of JSON per action, then times
+    check_versions(api, sch, versions);
     const action_times times = resolve_times(api, sch, given);
     const double k = options.time_scale;
+    // JSON has no infinity: every scaled time, and every scaled duration, must stay finite.
+    for (std::size_t r = 0; r < times.size(); ++r)
+        for (std::size_t p = 0; p < times[r].size(); ++p) {
+            const auto [s, e] = times[r][p];
+            if (!(std::isfinite(s * k) && std::isfinite(e * k) && std::isfinite((e - s) * k)))
+                config_fail(api, concat("times[", r, "][", p, "] x time_scale"), concat(s * k, ", ", e * k),
+                            "must be finite (JSON has no infinity)");
+        }
     std::string out;
     out.reserve(sch.size() * 160 + 512);
 
@@ -225,11 +236,15 @@ inline void append_json_int(std::string& out, std::int64_t v) {
 ///
 /// `times[rank][position]` is {start, end} in any unit: `action_times`, or the simulator's
 /// `simulation::times`; empty gives unit time per compute action in program order.
-/// \throws config_error if `times` does not match the schedule or holds a non-finite or reversed interval.
+/// \throws config_error if the schedule's header is inconsistent, `times` does not match the schedule
+/// (another rank count or program length, or a simulator timeline of another schedule), holds a
+/// non-finite or reversed interval or one that `time_scale` makes infinite, or `versions` replays
+/// another shape.
 template <detail::timeline_like Times = action_times>
 [[nodiscard]] std::string to_chrome_trace(const schedule& sch, const Times& times = {},
                                           const replay_result* versions = nullptr,
                                           const chrome_trace_options& options = {}) {
+    detail::check_times_source("to_chrome_trace", sch, times);
     if constexpr (std::is_same_v<Times, action_times>) return detail::chrome_trace(sch, times, versions, options);
     else return detail::chrome_trace(sch, detail::to_action_times(times), versions, options);
 }

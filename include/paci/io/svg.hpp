@@ -147,6 +147,9 @@ public:
     config_require(std::isfinite(options.width) && options.width >= 200, api, "width", options.width, "must be >= 200");
     config_require(std::isfinite(options.row_height) && options.row_height >= 12 && options.row_height <= 200, api,
                    "row_height", options.row_height, "must be in [12, 200]");
+    check_schedule(api, sch);
+    check_size(api, "drawing size", sch.size(), mul_sat(sch.size(), 600)); // about 400 bytes of SVG per action, then times
+    check_versions(api, sch, versions);
     const action_times times = resolve_times(api, sch, given);
 
     double makespan = 0;
@@ -397,10 +400,13 @@ public:
 /// kinds present frame it; each block carries a `<title>` tooltip with its action text.
 ///
 /// `times` as for `to_chrome_trace` (empty: unit time per compute action in program order).
-/// \throws config_error for times that do not match the schedule, or a width or row height out of range.
+/// \throws config_error for an inconsistent schedule header, times that do not match the schedule
+/// (another rank count or program length, or a simulator timeline of another schedule), `versions`
+/// of another shape, or a width or row height out of range.
 template <detail::timeline_like Times = action_times>
 [[nodiscard]] std::string to_svg(const schedule& sch, const Times& times = {}, const replay_result* versions = nullptr,
                                  const svg_options& options = {}) {
+    detail::check_times_source("to_svg", sch, times);
     if constexpr (std::is_same_v<Times, action_times>) return detail::timeline_svg(sch, times, versions, options);
     else return detail::timeline_svg(sch, detail::to_action_times(times), versions, options);
 }

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <ostream>
 #include <string>
@@ -102,7 +103,11 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
 /// The smallest accumulation factor whose PACI drift bound at stage 0, `ceil((cap_0 - 1) / a)`,
 /// meets `drift_budget` (`stages - 1` caps it: at `a >= P - 1` the bound is 1). A budget of 0 cannot
 /// be met asynchronously and returns 0.
+/// \throws config_error for stages out of [1, max_stages] or a budget below -1.
 [[nodiscard]] inline int paci_accumulation_for(int stages, int drift_budget) {
+    detail::check_stages("paci_accumulation_for", stages);
+    detail::config_require(drift_budget >= -1, "paci_accumulation_for", "drift_budget", drift_budget,
+                           "must be >= 0, or -1 for none");
     if (drift_budget < 0) return 1;
     if (drift_budget == 0) return stages == 1 ? 1 : 0;
     return std::max(1, detail::ceil_div(stages - 1, drift_budget));
@@ -122,8 +127,25 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
     detail::config_require(req.microbatches >= 1, "plan", "microbatches", req.microbatches, "must be >= 1");
     detail::config_require(req.memory_budget >= 0, "plan", "memory budget", req.memory_budget, "must be >= 0");
     detail::config_require(req.drift_budget >= -1, "plan", "drift budget", req.drift_budget, "must be >= 0, or -1 for none");
+    if (req.sends != send_semantics::buffered && req.sends != send_semantics::rendezvous)
+        detail::config_fail("plan", "sends", static_cast<int>(req.sends),
+                            "must be send_semantics::buffered or send_semantics::rendezvous");
     req.costs.validate(P);
     const int M = req.microbatches;
+    {
+        // The largest candidate, lowered (a compute gains at most a RECV and a SEND), before any is built:
+        // per stage at most three computes (F, R, B or F, I, W) per micro-batch of its window, and a STEP per update.
+        const auto window = [&](std::int64_t per_update) {
+            const std::int64_t n = detail::window_steps(P, static_cast<int>(std::min<std::int64_t>(per_update, 1 << 30)));
+            return n * per_update + n;
+        };
+        const std::int64_t m2 = std::max(M, P - 1);
+        const std::int64_t a = req.drift_budget >= 0 ? std::max(paci_accumulation_for(P, req.drift_budget), 1) : M;
+        const std::int64_t per_stage =
+            std::max({std::int64_t{4} * M + 4, window(1), window(m2), window(a)});
+        detail::check_schedule_size("plan", detail::mul_sat(detail::mul_sat(static_cast<std::uint64_t>(P), 9),
+                                                            static_cast<std::uint64_t>(per_stage)));
+    }
     plan out;
     const auto add = [&](const auto& policy) { out.candidates.push_back(detail::evaluate(policy, req)); };
     const int flush_steps = 4;

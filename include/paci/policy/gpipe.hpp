@@ -50,7 +50,7 @@ struct gpipe {
 
     [[nodiscard]] schedule generate() const {
         validate();
-        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, static_cast<std::size_t>(microbatches * steps) * (recomputes ? 3U : 2U) + static_cast<std::size_t>(steps));
+        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches) * static_cast<std::uint64_t>(steps), recomputes ? 3U : 2U), static_cast<std::uint64_t>(steps)));
     }
 
     /// Appends update `g`'s program of rank `rank` (stage `rank`): the forwards of the group, their

@@ -36,7 +36,13 @@ struct interleaved_one_f_one_b {
         if (!(microbatches % ranks == 0)) detail::config_fail(name, "microbatches", microbatches,
                                detail::concat("must be a multiple of ranks (", ranks, ")"));
     }
-    [[nodiscard]] pipeline_shape shape() const { return {ranks * chunks, ranks, stage_map::loop}; }
+    /// \throws config_error when `ranks * chunks` is not a stage count (checked before it is computed).
+    [[nodiscard]] pipeline_shape shape() const {
+        const long long stages = static_cast<long long>(ranks) * chunks;
+        if (!(ranks >= 1 && chunks >= 1 && stages <= max_stages))
+            detail::config_fail(name, "ranks * chunks", stages, detail::concat("must be in [1, ", max_stages, "]"));
+        return {static_cast<int>(stages), ranks, stage_map::loop};
+    }
     [[nodiscard]] flush controller() const { return flush{microbatches}; }
     [[nodiscard]] int drift_bound(int) const { return 0; }
     [[nodiscard]] int staleness_bound(int) const { return 0; }
@@ -62,7 +68,7 @@ struct interleaved_one_f_one_b {
 
     [[nodiscard]] schedule generate() const {
         validate();
-        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, static_cast<std::size_t>(microbatches * chunks) * 2U * static_cast<std::size_t>(steps) + static_cast<std::size_t>(steps * chunks));
+        return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps, detail::add_sat(detail::mul_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches) * static_cast<std::uint64_t>(steps), static_cast<std::uint64_t>(chunks)), 2U), static_cast<std::uint64_t>(steps) * static_cast<std::uint64_t>(chunks)));
     }
 
     /// Appends update `g`'s program of rank `r`: warm-up forwards, one forward and one backward

@@ -151,6 +151,15 @@ struct one_f_one_b_machine {
             }
             if (!(cap.back() == 1)) detail::config_fail(name, detail::concat("cap[", stages - 1, "]"), cap.back(),
                                    "must be 1: the last stage runs forward and backward back to back");
+            // P - s in flight already keep stage s busy (the 1F1B footprint): a larger cap only raises
+            // the drift bound and the stored activations, and where it leaves neighbours with equal
+            // caps the static order makes each of their forwards wait for a backward's round trip
+            // upstream (9, 9, ..., 9, 1 on 8 stages: one micro-batch per 7 (F + B), not per F + B).
+            for (int s = 0; s < stages; ++s)
+                if (!(cap[static_cast<std::size_t>(s)] <= stages - s))
+                    detail::config_fail(name, detail::concat("cap[", s, "]"), cap[static_cast<std::size_t>(s)],
+                                        detail::concat("must be <= stages - ", s, " (", stages - s,
+                                                       "): a cap above P - s only adds drift and memory"));
         }
         if constexpr (std::is_same_v<Controller, double_buffer>) {
             if (!(microbatches >= cap_of(0) - 1)) detail::config_fail(name, "microbatches", microbatches,
@@ -190,6 +199,8 @@ struct one_f_one_b_machine {
         validate();
         if (!(stage >= 0 && stage < stages)) detail::config_fail(name, "stage", stage,
                                detail::concat("must be in [0, ", stages, ")"));
+        if (!(limit >= 0 && limit <= one_f_one_b_stream<Controller>::unbounded))
+            detail::config_fail(name, "limit", limit, "must be in [0, 2^31 - 1]: micro-batch ids are 32-bit");
         return unchecked_stream(stage, limit);
     }
     /// Rank `rank`'s endless program (rank `r` runs stage `r`). Validates the policy first.
@@ -207,7 +218,8 @@ struct one_f_one_b_machine {
         validate();
         const int total = microbatches * steps;
         return detail::materialize(*this, total,
-                                   static_cast<std::size_t>(total) * (recomputes ? 3U : 2U) + static_cast<std::size_t>(steps));
+                                   detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(total), recomputes ? 3U : 2U),
+                                                   static_cast<std::uint64_t>(steps)));
     }
 
     friend bool operator==(const one_f_one_b_machine&, const one_f_one_b_machine&) = default;

@@ -6,6 +6,7 @@
 
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
+#include <paci/core/limits.hpp>
 #include <paci/core/schedule.hpp>
 
 #include <algorithm>
@@ -84,8 +85,10 @@ namespace detail {
 /// Every rank's program of `policy` over `total` micro-batches: run to the cut, then drain. This is
 /// what an executor records for `run(total)` followed by `drain()`.
 template <class Policy>
-[[nodiscard]] schedule materialize(const Policy& policy, std::int64_t total, std::size_t reserve_per_rank) {
+[[nodiscard]] schedule materialize(const Policy& policy, std::int64_t total, std::uint64_t actions_per_rank) {
     const pipeline_shape shape = policy.shape();
+    // The size is known before anything is allocated: refuse one past paci::limits.
+    detail::check_schedule_size(Policy::name, detail::mul_sat(static_cast<std::uint64_t>(shape.ranks), actions_per_rank));
     schedule out;
     out.shape = shape;
     out.microbatches = static_cast<int>(total);
@@ -96,7 +99,7 @@ template <class Policy>
     out.ranks.resize(static_cast<std::size_t>(shape.ranks));
     for (int r = 0; r < shape.ranks; ++r) {
         auto& prog = out.ranks[static_cast<std::size_t>(r)];
-        prog.reserve(reserve_per_rank);
+        prog.reserve(static_cast<std::size_t>(actions_per_rank));
         auto program = policy.unchecked_program(r);
         action a;
         while (program.next(a, total)) prog.push_back(a);

@@ -37,13 +37,19 @@ struct cost_model {
     double jitter = 0;
     std::uint64_t seed = 0;
 
-    [[nodiscard]] const stage_costs& of(int stage) const noexcept {
-        return per_stage.empty() ? uniform : per_stage[static_cast<std::size_t>(stage)];
+    /// The costs of `stage`. \throws config_error for a stage with no per-stage entry.
+    [[nodiscard]] const stage_costs& of(int stage) const {
+        if (per_stage.empty()) return uniform;
+        if (stage < 0 || static_cast<std::size_t>(stage) >= per_stage.size())
+            detail::config_fail("cost_model::of", "stage", stage,
+                                detail::concat("must be in [0, ", per_stage.size(), ") (the per-stage costs given)"));
+        return per_stage[static_cast<std::size_t>(stage)];
     }
 
     /// Nominal duration of an action (communication actions cost nothing on the rank that posts them;
     /// the transfer is `transfer()`).
-    [[nodiscard]] double duration(const action& a) const noexcept {
+    /// \throws config_error for an action on a stage with no per-stage entry.
+    [[nodiscard]] double duration(const action& a) const {
         const stage_costs& c = of(a.stage);
         switch (a.kind) {
         case op::F: return c.f;
@@ -59,8 +65,10 @@ struct cost_model {
     /// Time from a SEND to its data being available at the receiver.
     [[nodiscard]] double transfer() const noexcept { return latency + (std::isinf(bandwidth) ? 0.0 : bytes / bandwidth); }
 
-    /// Throws `config_error` naming the first bad field.
+    /// Throws `config_error` naming the first bad field. (Durations whose sums overflow a double over
+    /// a schedule are caught by `simulate`, which knows the schedule's length.)
     void validate(int stages) const {
+        detail::config_require(stages >= 1, "cost_model", "stages", stages, "must be >= 1");
         const auto check = [](const stage_costs& c, const char* where) {
             const double v[] = {c.f, c.b, c.i, c.w, c.r, c.step};
             const char* n[] = {"f", "b", "i", "w", "r", "step"};
@@ -79,10 +87,12 @@ struct cost_model {
         detail::config_require(std::isfinite(bytes) && bytes >= 0, "cost_model", "bytes", bytes, "must be finite and >= 0");
         detail::config_require(std::isfinite(jitter) && jitter >= 0 && jitter < 1, "cost_model", "jitter", jitter,
                                "must be in [0, 1)");
+        detail::config_require(std::isfinite(transfer()), "cost_model", "bytes / bandwidth", bytes / bandwidth,
+                               "must be finite");
     }
 
     /// The jittered duration of the action at `position` of `rank`.
-    [[nodiscard]] double jittered(const action& a, int rank, std::size_t position) const noexcept {
+    [[nodiscard]] double jittered(const action& a, int rank, std::size_t position) const {
         const double d = duration(a);
         if (jitter == 0 || d == 0) return d;
         // splitmix64 over (seed, rank, position): independent of the order the simulator visits actions.

@@ -9,10 +9,12 @@
 #include <paci/sim/cost_model.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <ostream>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,12 +27,19 @@ struct action_time {
     friend bool operator==(const action_time&, const action_time&) = default;
 };
 
+/// Start and end of every action, `times[rank][position]`, with the fingerprint of the schedule they
+/// were computed for (`paci::fingerprint`; 0 when not recorded), so an exporter can refuse to draw them
+/// on another schedule (another lowering of the same compute order has the same sizes, other positions).
+struct timeline : std::vector<std::vector<action_time>> {
+    std::uint64_t schedule_fingerprint = 0;
+};
+
 /// What a simulation yields.
 struct simulation {
     send_semantics sends = send_semantics::buffered;
     bool completed = true;          ///< false when the ranks block each other (see `deadlock`)
     deadlock_report deadlock{};     ///< the wait cycle when `!completed`
-    std::vector<std::vector<action_time>> times; ///< [rank][position]; unrun actions keep {0, 0}
+    timeline times; ///< [rank][position]; unrun actions keep {0, 0}
     double makespan = 0;
     std::vector<double> busy;        ///< per rank: time spent computing (F, B, I, W, R, STEP)
     std::vector<double> utilization; ///< per rank: busy / makespan
@@ -51,14 +60,26 @@ struct simulation {
 /// producer's end plus `costs.transfer()`; lowered schedules move it by their SEND/RECV actions:
 /// with `buffered` sends a SEND costs its rank nothing and the data reaches the receiver
 /// `transfer()` later; with `rendezvous` sends both ends wait for each other and then take
-/// `transfer()` together. Expects a structurally valid schedule (see `validate`); a schedule whose
-/// ranks block each other ends early with `completed == false` and the wait cycle.
-/// \throws config_error for a bad cost model.
+/// `transfer()` together. The schedule must be structurally valid (see `validate`); one whose ranks
+/// block each other ends early with `completed == false` and the wait cycle. `times` records the
+/// schedule's `fingerprint`, so the exporters refuse to draw them on another schedule.
+/// \throws config_error for a bad cost model, a schedule that is not structurally valid (see
+/// `validate`; a deadlock is not an error, it is reported), tables past `paci::limits`, or times that
+/// overflow a double (durations too large for the schedule's length).
 [[nodiscard]] inline simulation simulate(const schedule& sch, const cost_model& costs,
                                          send_semantics sends = send_semantics::buffered) {
+    constexpr std::string_view api = "simulate";
+    detail::check_schedule(api, sch);
+    if (sends != send_semantics::buffered && sends != send_semantics::rendezvous)
+        detail::config_fail(api, "sends", static_cast<int>(sends),
+                            "must be send_semantics::buffered or send_semantics::rendezvous");
     costs.validate(sch.shape.stages);
+    // Four times per stage and micro-batch, and per action its interval and a stored-count change.
+    detail::check_tables(api, sch.shape.stages, sch.microbatches, 40, sch.size(), 32);
+    detail::require_structure(api, sch);
     simulation out;
     out.sends = sends;
+    out.times.schedule_fingerprint = fingerprint(sch);
     const pipeline_shape& shape = sch.shape;
     const int P = shape.stages;
     const int T = std::max(sch.microbatches, 0);
@@ -110,6 +131,9 @@ struct simulation {
     };
     const auto finish = [&](std::size_t r, double start, double end) {
         const action a = *current(r);
+        if (!std::isfinite(end))
+            detail::config_fail(api, detail::concat("end of ", a, " on rank ", r), end,
+                                "must be finite: the cost model's durations overflow a double over this schedule");
         out.times[r][pc[r]] = {start, end};
         clock[r] = end;
         if (in_range(a.stage, a.microbatch)) {
@@ -171,17 +195,18 @@ struct simulation {
     for (std::size_t r = 0; r < R; ++r)
         if (current(r) != nullptr) {
             out.completed = false;
-            out.deadlock = find_deadlock(sch, sends);
+            out.deadlock = detail::find_deadlock_unchecked(sch, sends);
             break;
         }
 
     for (std::size_t r = 0; r < R; ++r) out.makespan = std::max(out.makespan, clock[r]);
-    double total_busy = 0;
+    // Utilizations are summed rather than busy times, so that no sum passes the largest double.
+    double total_utilization = 0;
     for (std::size_t r = 0; r < R; ++r) {
-        total_busy += out.busy[r];
         out.utilization.push_back(out.makespan > 0 ? out.busy[r] / out.makespan : 0);
+        total_utilization += out.utilization.back();
     }
-    out.bubble_fraction = out.makespan > 0 && R > 0 ? 1 - total_busy / (static_cast<double>(R) * out.makespan) : 0;
+    out.bubble_fraction = out.makespan > 0 && R > 0 ? 1 - total_utilization / static_cast<double>(R) : 0;
 
     const int N = sch.steps;
     if (N >= 2 && T > 0 && T % N == 0) {

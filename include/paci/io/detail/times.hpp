@@ -3,12 +3,15 @@
 /// Internals shared by the timeline exporters (Chrome trace, SVG): per-action times, their checks and
 /// the program-order fallback.
 
+#include <paci/analysis/replay.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <ios>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -86,6 +89,36 @@ inline void check_times(std::string_view api, const schedule& sch, const action_
                 config_fail(api, concat("times[", r, "][", p, "]"), concat(s, ", ", e), "must be finite with start <= end");
         }
     }
+}
+
+/// Throws `config_error` (naming `api`) when `times` records the fingerprint of the schedule it was
+/// computed for (the simulator's `timeline`) and that is not `sch`: the same sizes with other
+/// positions (another lowering of one compute order) would otherwise be drawn without a word.
+template <class Times>
+void check_times_source(std::string_view api, const schedule& sch, const Times& times) {
+    if constexpr (requires { times.schedule_fingerprint; }) {
+        const std::uint64_t recorded = times.schedule_fingerprint;
+        if (recorded == 0) return; // not recorded
+        const std::uint64_t here = fingerprint(sch);
+        if (recorded != here)
+            config_fail(api, "times", concat("computed for schedule ", std::hex, recorded),
+                        concat("must be computed for the schedule drawn (", std::hex, here,
+                               "): simulate this schedule, not another lowering or version of it"));
+    }
+}
+
+/// Throws `config_error` (naming `api`) unless `versions` (when given) is a consistent replay of a
+/// schedule with `sch`'s stages and micro-batches.
+inline void check_versions(std::string_view api, const schedule& sch, const replay_result* versions) {
+    if (versions == nullptr) return;
+    if (versions->stages != sch.shape.stages || versions->microbatches != sch.microbatches)
+        config_fail(api, "versions", concat(versions->stages, " stages x ", versions->microbatches, " micro-batches"),
+                    concat("must replay the schedule drawn (", sch.shape.stages, " stages x ", sch.microbatches,
+                           " micro-batches)"));
+    const std::size_t cells = static_cast<std::size_t>(sch.shape.stages) * static_cast<std::size_t>(sch.microbatches);
+    if (versions->records.size() != cells || versions->per_stage.size() != static_cast<std::size_t>(sch.shape.stages))
+        config_fail(api, "versions records", versions->records.size(),
+                    concat("must hold one record per stage and micro-batch (", cells, ") and one line per stage"));
 }
 
 /// The given times checked, or the program-order fallback when `times` is empty.
