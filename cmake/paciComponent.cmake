@@ -1,5 +1,5 @@
 # paci_add_component(<name> <ExportSetName> LINK <targets...>)
-# An optional transport component: INTERFACE target paci_<name> (alias paci::<name>, exported as
+# An optional component (a transport, the Catch2 matchers): INTERFACE target paci_<name> (alias paci::<name>, exported as
 # <name>) over the headers in include/paci/<name>/, linked to paci::paci and LINK, with its own
 # header set (checked standalone in developer builds) and its own export set, installed under the
 # install component <name> so paciConfig.cmake loads it only when the component is asked for.

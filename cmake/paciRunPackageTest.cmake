@@ -43,11 +43,11 @@ if(MODE STREQUAL "install")
   endforeach()
   file(GLOB_RECURSE installed_headers RELATIVE "${PREFIX}/${INCLUDEDIR}" "${PREFIX}/${INCLUDEDIR}/paci/*")
   set(optional_headers ${installed_headers})
-  list(FILTER optional_headers INCLUDE REGEX "/(mpi|nccl|cuda)/")
+  list(FILTER optional_headers INCLUDE REGEX "/(mpi|nccl|cuda|testing)/")
   file(READ "${PREFIX}/${CMAKEDIR}/paciTargets.cmake" targets)
   # Optional-component headers never belong to the core target; each installed one must belong to
   # a component's own export set (paci<Component>Targets.cmake).
-  if(targets MATCHES "paci/(mpi|nccl|cuda)/")
+  if(targets MATCHES "paci/(mpi|nccl|cuda|testing)/")
     message(FATAL_ERROR "paci package test: the core target paci::paci lists optional-component headers")
   endif()
   file(GLOB component_exports "${PREFIX}/${CMAKEDIR}/paci?*Targets.cmake")

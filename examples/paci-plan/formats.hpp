@@ -18,7 +18,7 @@ namespace paci_plan {
 inline result run_import(const options& o) {
     paci::imported_schedule in;
     try {
-        in = paci::read_csv_file(o.import_file);
+        in = paci::read_csv_file(o.import_file, {.dialect = o.dialect});
     } catch (const paci::config_error& e) { // unreadable path: a bad value of --import
         throw usage_error(std::string("--import: ") + e.what());
     }

@@ -240,6 +240,8 @@ int run(int argc, const char* const* argv) {
         return 0;
     }
     try {
+        static_cast<void>(paci::set_limits(o.limits));
+        if (o.import_file.empty()) check_schedule_size(o);
         if (o.plan) {
             const paci::plan p = paci::make_plan({.stages = o.stages,
                                                   .ranks = o.ranks,

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <paci/analysis/validate.hpp>
+#include <paci/core/limits.hpp>
 #include <paci/core/lower.hpp>
+#include <paci/io/csv.hpp>
 #include <paci/policy/schedule_policy.hpp>
 #include <paci/sim/cost_model.hpp>
 
@@ -44,6 +46,8 @@ struct options {
     int memory_budget = 0;
     int drift_budget = -1;
     std::string import_file;
+    paci::csv_dialect dialect = paci::csv_dialect::automatic; ///< --dialect: the CSV's op names
+    paci::limits limits = paci::current_limits();             ///< --max-actions, --max-bytes
     format output_format = format::table;
     std::string output_file;
     bool compare = false;
@@ -72,31 +76,44 @@ inline const char* usage_text =
     "  --memory-budget K    planner: most full activations per rank\n"
     "  --drift-budget D     planner: most updates crossed (drift) or lagged (staleness)\n"
     "  --import FILE        analyse a PyTorch schedule CSV instead of a policy\n"
+    "  --dialect D          legacy|modern: the CSV's backward names (default: detected from the file)\n"
+    "  --max-actions N      refuse schedules of more actions (default 134217728)\n"
+    "  --max-bytes N        refuse schedules and analysis tables of more bytes (default 4294967296)\n"
     "  --format F           table|grid|csv|chrome|svg|json (default table)\n"
     "  --output FILE        write there instead of standard output\n"
     "  --compare            every policy side by side for the same stages, micro-batches and costs\n"
     "  --plan               rank policies and settings within the budgets\n"
     "  --help               this text\n";
 
-inline std::string quoted(std::string_view v) { return "'" + std::string(v) + "'"; }
+inline std::string quote(std::string_view v) { return "'" + std::string(v) + "'"; }
 
 inline long long parse_integer(std::string_view flag, std::string_view text, long long lo, long long hi) {
     long long v = 0;
     const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
     if (text.empty() || res.ec != std::errc{} || res.ptr != text.data() + text.size())
-        throw usage_error(std::string(flag) + ": " + quoted(text) + " is not an integer");
+        throw usage_error(std::string(flag) + ": " + quote(text) + " is not an integer");
     if (v < lo || v > hi)
-        throw usage_error(std::string(flag) + ": " + quoted(text) + " must be in [" + std::to_string(lo) + ", " +
+        throw usage_error(std::string(flag) + ": " + quote(text) + " must be in [" + std::to_string(lo) + ", " +
                           std::to_string(hi) + "]");
     return v;
 }
+
+/// The range every simulated time (a cost, the latency, bytes / bandwidth) must be 0 or lie in: sums
+/// over any schedule within paci::limits stay finite, and so do rates such as micro-batches per time
+/// unit (a denormal cost would make them infinite).
+inline constexpr double min_time = 1e-100;
+inline constexpr double max_time = 1e100;
+
+inline bool time_in_range(double v) { return v == 0 || (v >= min_time && v <= max_time); }
+
+inline std::string time_range_text() { return "must be 0 or in [1e-100, 1e100] so simulated times stay finite"; }
 
 inline double parse_number(std::string_view flag, std::string_view text) {
     if (text == "inf") return std::numeric_limits<double>::infinity();
     double v = 0;
     const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
     if (text.empty() || res.ec != std::errc{} || res.ptr != text.data() + text.size() || std::isnan(v))
-        throw usage_error(std::string(flag) + ": " + quoted(text) + " is not a number");
+        throw usage_error(std::string(flag) + ": " + quote(text) + " is not a number");
     return v;
 }
 
@@ -116,7 +133,7 @@ inline void parse_costs(std::string_view text, paci::cost_model& costs) {
     for (const auto item : split(text, ',')) {
         const auto eq = item.find('=');
         if (eq == std::string_view::npos)
-            throw usage_error("--costs: " + quoted(item) + " is not KEY=VALUE");
+            throw usage_error("--costs: " + quote(item) + " is not KEY=VALUE");
         const auto key = item.substr(0, eq);
         const std::string flag = "--costs " + std::string(key);
         const double v = parse_number(flag, item.substr(eq + 1));
@@ -131,9 +148,16 @@ inline void parse_costs(std::string_view text, paci::cost_model& costs) {
         else if (key == "bandwidth") costs.bandwidth = v;
         else if (key == "bytes") costs.bytes = v;
         else
-            throw usage_error("--costs: unknown key " + quoted(key) +
+            throw usage_error("--costs: unknown key " + quote(key) +
                               " (expected f, b, i, w, r, step, latency, bandwidth, bytes)");
+        if (key != "bandwidth" && key != "bytes" && v >= 0 && !time_in_range(v)) // negatives: costs.validate() below
+            throw usage_error(flag + ": " + quote(item.substr(eq + 1)) + " " + time_range_text());
     }
+    // bytes / bandwidth is the time of a hop: in range like any other time, or 0 (no bytes, or bandwidth=inf).
+    const double transfer = std::isinf(costs.bandwidth) || costs.bytes == 0 ? 0.0 : costs.bytes / costs.bandwidth;
+    if (costs.bandwidth > 0 && costs.bytes >= 0 && std::isfinite(costs.bytes) && !time_in_range(transfer))
+        throw usage_error(paci::detail::concat("--costs bytes/bandwidth: bytes (", costs.bytes, ") / bandwidth (",
+                                               costs.bandwidth, ") = ", transfer, ", the time of a hop, ", time_range_text()));
     try {
         costs.validate(1);
     } catch (const paci::config_error& e) {
@@ -159,7 +183,7 @@ inline options parse(int argc, const char* const* argv) {
             bool known = false;
             for (const auto n : policy_names) known = known || n == v;
             if (!known)
-                throw usage_error("--policy: unknown policy " + quoted(v) +
+                throw usage_error("--policy: unknown policy " + quote(v) +
                                   " (expected gpipe, 1f1b, interleaved, zb-h1, zb-h2, pipedream, 2bw, paci)");
             o.policy = std::string(v);
         } else if (flag == "--stages") o.stages = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
@@ -175,24 +199,33 @@ inline options parse(int argc, const char* const* argv) {
             const auto v = value(k, flag);
             if (v == "perf") o.flavour = paci::backward_flavour::perf;
             else if (v == "recompute") o.flavour = paci::backward_flavour::recompute;
-            else throw usage_error("--flavour: " + quoted(v) + " (expected perf or recompute)");
+            else throw usage_error("--flavour: " + quote(v) + " (expected perf or recompute)");
             o.flavour_given = true;
         } else if (flag == "--costs") parse_costs(value(k, flag), o.costs);
         else if (flag == "--send") {
             const auto v = value(k, flag);
             if (v == "buffered") o.sends = paci::send_semantics::buffered;
             else if (v == "rendezvous") o.sends = paci::send_semantics::rendezvous;
-            else throw usage_error("--send: " + quoted(v) + " (expected buffered or rendezvous)");
+            else throw usage_error("--send: " + quote(v) + " (expected buffered or rendezvous)");
         } else if (flag == "--jitter") {
             const auto text = value(k, flag);
             const double v = parse_number(flag, text);
-            if (!(v >= 0 && v < 1)) throw usage_error("--jitter: " + quoted(text) + " must be in [0, 1)");
+            if (!(v >= 0 && v < 1)) throw usage_error("--jitter: " + quote(text) + " must be in [0, 1)");
             o.costs.jitter = v;
         } else if (flag == "--seed")
             o.costs.seed = static_cast<std::uint64_t>(parse_integer(flag, value(k, flag), 0, std::numeric_limits<long long>::max()));
         else if (flag == "--memory-budget") o.memory_budget = static_cast<int>(parse_integer(flag, value(k, flag), 1, big));
         else if (flag == "--drift-budget") o.drift_budget = static_cast<int>(parse_integer(flag, value(k, flag), 0, big));
         else if (flag == "--import") o.import_file = std::string(value(k, flag));
+        else if (flag == "--dialect") {
+            const auto v = value(k, flag);
+            if (v == "legacy") o.dialect = paci::csv_dialect::legacy;
+            else if (v == "modern") o.dialect = paci::csv_dialect::modern;
+            else throw usage_error("--dialect: " + quote(v) + " (expected legacy or modern)");
+        } else if (flag == "--max-actions")
+            o.limits.max_actions = static_cast<std::uint64_t>(parse_integer(flag, value(k, flag), 1, std::numeric_limits<long long>::max()));
+        else if (flag == "--max-bytes")
+            o.limits.max_bytes = static_cast<std::uint64_t>(parse_integer(flag, value(k, flag), 1, std::numeric_limits<long long>::max()));
         else if (flag == "--format") {
             const auto v = value(k, flag);
             if (v == "table") o.output_format = format::table;
@@ -201,9 +234,9 @@ inline options parse(int argc, const char* const* argv) {
             else if (v == "chrome") o.output_format = format::chrome;
             else if (v == "svg") o.output_format = format::svg;
             else if (v == "json") o.output_format = format::json;
-            else throw usage_error("--format: " + quoted(v) + " (expected table, grid, csv, chrome, svg or json)");
+            else throw usage_error("--format: " + quote(v) + " (expected table, grid, csv, chrome, svg or json)");
         } else if (flag == "--output") o.output_file = std::string(value(k, flag));
-        else throw usage_error("unknown flag " + quoted(flag) + " (see --help)");
+        else throw usage_error("unknown flag " + quote(flag) + " (see --help)");
     }
     const auto given = [&](std::string_view f) { return o.given.contains(f); };
     // A flag that would change nothing is a mistake worth naming, not something to ignore.
@@ -213,6 +246,7 @@ inline options parse(int argc, const char* const* argv) {
     };
     if (o.compare && o.plan) throw usage_error("--compare and --plan: choose one");
     if ((o.compare || o.plan) && !o.import_file.empty()) throw usage_error("--import: cannot be combined with --compare or --plan");
+    if (o.import_file.empty()) no_effect({"--dialect"}, "without --import");
     if (!o.import_file.empty()) {
         no_effect({"--policy", "--stages", "--ranks", "--chunks", "--microbatches", "--steps", "--cap", "--flavour",
                    "--memory-budget", "--drift-budget"},
@@ -243,9 +277,9 @@ inline options parse(int argc, const char* const* argv) {
                           "): only --policy interleaved places several stages on a rank");
     if (o.flavour_given && o.flavour == paci::backward_flavour::recompute && o.policy != "gpipe" && o.policy != "1f1b" &&
         o.policy != "paci" && !o.compare && !o.plan)
-        throw usage_error("--flavour: 'recompute' is available for gpipe, 1f1b and paci, not " + quoted(o.policy));
+        throw usage_error("--flavour: 'recompute' is available for gpipe, 1f1b and paci, not " + quote(o.policy));
     if (!o.cap.empty() && o.policy != "paci" && o.policy != "1f1b" && o.policy != "pipedream" && o.policy != "2bw")
-        throw usage_error("--cap: applies to paci, 1f1b, pipedream and 2bw, not " + quoted(o.policy));
+        throw usage_error("--cap: applies to paci, 1f1b, pipedream and 2bw, not " + quote(o.policy));
     if (o.cap.size() > 1 && o.cap.size() != static_cast<std::size_t>(o.stages))
         throw usage_error("--cap: " + std::to_string(o.cap.size()) + " entries, but --stages is " +
                           std::to_string(o.stages) + " (give one number or " + std::to_string(o.stages) + ")");

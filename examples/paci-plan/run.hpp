@@ -34,6 +34,33 @@ inline int default_steps(const options& o, int per_update) {
     return o.steps > 0 ? o.steps : std::max(4, paci::detail::ceil_div(4 * o.stages, per_update) + 2);
 }
 
+/// Refuses, before anything is generated, a command line whose schedule would be past `o.limits`: the
+/// lowered schedule (the largest one paci-plan builds) holds, per stage and micro-batch, its compute
+/// (F and B, or three ops for recompute and zero-bubble policies; three for --compare and --plan, which
+/// run them), per stage boundary and micro-batch a SEND and a RECV each way, and a STEP per stage and
+/// update. \throws usage_error stating the size needed.
+inline void check_schedule_size(const options& o) {
+    const int N = default_steps(o, o.microbatches);
+    const bool three_ops = o.compare || o.plan || o.flavour == paci::backward_flavour::recompute ||
+                           o.policy == "zb-h1" || o.policy == "zb-h2";
+    const std::uint64_t P = static_cast<std::uint64_t>(o.stages);
+    const std::uint64_t cells = paci::detail::mul_sat(P, paci::detail::mul_sat(static_cast<std::uint64_t>(o.microbatches),
+                                                                               static_cast<std::uint64_t>(N)));
+    using paci::detail::add_sat;
+    using paci::detail::mul_sat;
+    const std::uint64_t microbatches = mul_sat(static_cast<std::uint64_t>(o.microbatches), static_cast<std::uint64_t>(N));
+    const std::uint64_t messages = o.ranks > 1 ? mul_sat(4 * (P - 1), microbatches) : 0;
+    const std::uint64_t actions =
+        add_sat(add_sat(mul_sat(cells, three_ops ? 3U : 2U), messages), mul_sat(P, static_cast<std::uint64_t>(N)));
+    const std::uint64_t bytes = paci::detail::mul_sat(actions, sizeof(paci::action));
+    if (actions <= o.limits.max_actions && bytes <= o.limits.max_bytes) return;
+    throw usage_error(paci::detail::concat(
+        "--stages ", o.stages, ", --microbatches ", o.microbatches, ", ", N, " updates",
+        o.given.contains("--steps") ? " (--steps)" : "", ": the lowered schedule needs up to ", actions, " actions (", bytes,
+        " bytes), past the limit of ", o.limits.max_actions, " actions and ", o.limits.max_bytes,
+        " bytes (raise it with --max-actions and --max-bytes)"));
+}
+
 /// Lowering, validation, simulation and replay of a compute schedule.
 inline result analyse(paci::schedule compute, const options& o, std::optional<paci::version_bounds> bounds,
                       const auto& controller) {

@@ -8,13 +8,22 @@
 #include <ostream>
 #include <string_view>
 
+// Everything else of the schedule_policy concept is forwarded to a real policy, so the control (this
+// file with PACI_COMPILE_FAIL_CONTROL defined, which adds drift_bound) compiles: see
+// cmake/paciCompileFail.cmake.
 struct unbounded_one_f_one_b {
+    using inner_type = paci::one_f_one_b<>;
     static constexpr std::string_view name = "unbounded_one_f_one_b";
-    paci::one_f_one_b<> inner{.stages = 4, .microbatches = 4, .steps = 1, .cap = {}};
+    static constexpr bool splits_backward = inner_type::splits_backward;
+    static constexpr bool recomputes = inner_type::recomputes;
+    inner_type inner{.stages = 4, .microbatches = 4, .steps = 1, .cap = {}};
     void validate() const { inner.validate(); }
     [[nodiscard]] paci::pipeline_shape shape() const { return inner.shape(); }
     [[nodiscard]] paci::schedule generate() const { return inner.generate(); }
+    [[nodiscard]] auto program(int rank) const { return inner.program(rank); }
     [[nodiscard]] paci::flush controller() const { return inner.controller(); }
+    [[nodiscard]] double loss_scale() const { return inner.loss_scale(); }
+    [[nodiscard]] int run_granularity() const { return inner.run_granularity(); }
 #ifdef PACI_COMPILE_FAIL_CONTROL
     [[nodiscard]] int drift_bound(int stage) const { return inner.drift_bound(stage); }
 #endif

@@ -1,6 +1,6 @@
 // A zero-bubble policy needs a stage with a split backward: the executor must refuse, at compile
 // time, a Stage that only has backward(m, g).
-// paci-expect-error: zero-bubble policy needs a Stage with backward_input
+// paci-expect-error: needs a Stage with backward_input
 #include <paci/policy/zero_bubble.hpp>
 #include <paci/runtime/inprocess.hpp>
 #include <paci/runtime/pipeline.hpp>

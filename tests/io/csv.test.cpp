@@ -16,10 +16,12 @@
 
 #include "support/catch.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -140,12 +142,20 @@ TEST_CASE("csv: the legacy dialect (B input backward, BW full backward) is detec
     CHECK(paci::export_csv(in.sched) == "0F0,0F1,0I0,0W0,0B1\r\n1F0,1I0,1F1,1W0,1B1\r\n");
     CHECK(paci::export_csv(in.sched, {.dialect = paci::csv_dialect::legacy}) == text);
 
-    SECTION("without BW the text reads as modern unless the legacy dialect is asked for") {
+    SECTION("without BW, B and W of one micro-batch read as legacy unless the modern dialect is asked for") {
         const std::string old = "0F0,0B0,0W0\r\n";
-        CHECK(paci::import_csv(old).ranks[0][1] == action{op::B, 0, 0});
-        const paci::imported_schedule forced = paci::parse_csv(old, {.dialect = paci::csv_dialect::legacy});
-        CHECK(forced.sched.ranks[0][1] == action{op::I, 0, 0});
+        const paci::imported_schedule detected = paci::parse_csv(old);
+        CHECK(detected.layout.dialect == paci::csv_dialect::legacy);
+        CHECK(detected.sched.ranks[0][1] == action{op::I, 0, 0});
+        CHECK(paci::export_csv(detected) == old);
+        const paci::imported_schedule forced = paci::parse_csv(old, {.dialect = paci::csv_dialect::modern});
+        CHECK(forced.layout.dialect == paci::csv_dialect::modern);
+        CHECK(forced.sched.ranks[0][1] == action{op::B, 0, 0});
         CHECK(paci::export_csv(forced) == old);
+    }
+    SECTION("B and W of different micro-batches, or any I, keep the modern reading") {
+        CHECK(paci::parse_csv("0F0,0F1,0B0,0W1\r\n").layout.dialect == paci::csv_dialect::modern);
+        CHECK(paci::parse_csv("0F0,0F1,0I0,0W0,0B1,0W1\r\n").layout.dialect == paci::csv_dialect::modern);
     }
 }
 
@@ -279,8 +289,12 @@ TEST_CASE("csv: malformed structure fails at the cell that shows it", "[unit][io
                        "no stage map fits the rows: the loop map puts stage 1 on rank 1, found on rank 0; "
                        "the v map puts stage 1 on rank 1, found on rank 0");
     }
-    SECTION("stage count not a multiple of the rows") {
-        CHECK_THROWS_MATCHES(paci::import_csv("0F0,2F0\r\n1F0\r\n"), paci::config_error,
+    SECTION("stage count not a multiple of the rows: the text is at fault, at its largest stage") {
+        check_fails_at("0F0,2F0\r\n1F0\r\n", {1, 5},
+                       "stages (3) must be a multiple of the rows (2): stage 2 is the largest in the text");
+    }
+    SECTION("a given stage count the rows cannot hold: the option is at fault") {
+        CHECK_THROWS_MATCHES(paci::import_csv("0F0,1F0\r\n2F0\r\n", {.stages = 3}), paci::config_error,
                              Catch::Matchers::Message("paci::import_csv: stages (3) must be a multiple of ranks (2)"));
     }
     SECTION("bad options") {
@@ -332,4 +346,159 @@ TEST_CASE("csv: files round-trip and errors name the path", "[unit][io][csv]") {
     }
     std::filesystem::remove(path);
     std::filesystem::remove(copy);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile input (issue 8): a few bytes never ask for gigabytes, invisible characters are named, the
+// dialect is read from the file, and a missing row is named as such. The fixtures are PyTorch 2.11's
+// own compute-only schedules (tests/io/fixtures/README.md); the variants are derived from them here.
+// ---------------------------------------------------------------------------------------------------
+
+namespace {
+
+std::string fixture(std::string_view name) {
+    const std::filesystem::path path = std::filesystem::path(PACI_TEST_SOURCE_DIR) / "io" / "fixtures" / name;
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// `text` without its (0-based) lines `rows`, line endings kept.
+std::string without_rows(const std::string& text, std::vector<std::size_t> rows) {
+    std::string out;
+    std::size_t row = 0;
+    for (std::size_t pos = 0; pos < text.size(); ++row) {
+        const std::size_t eol = text.find('\n', pos);
+        const std::size_t end = eol == std::string::npos ? text.size() : eol + 1;
+        if (std::find(rows.begin(), rows.end(), row) == rows.end()) out += text.substr(pos, end - pos);
+        pos = end;
+    }
+    return out;
+}
+
+/// The legacy dialect's names for a modern text without full backwards: `I` (input backward) becomes `B`.
+std::string to_legacy_names(std::string text) {
+    for (std::size_t k = 1; k + 1 < text.size(); ++k)
+        if (text[k] == 'I' && text[k - 1] >= '0' && text[k - 1] <= '9') text[k] = 'B';
+    return text;
+}
+
+} // namespace
+
+TEST_CASE("csv: PyTorch 2.11's own compute-only files import and round-trip byte for byte", "[unit][io][csv]") {
+    const std::string name = GENERATE(as<std::string>{}, "GPipe_p4_v1_m8.compute.csv", "Interleaved1F1B_p4_v2_m8.compute.csv",
+                                      "InterleavedZeroBubble_p4_v2_m8.compute.csv", "ZBVZeroBubble_p4_v2_m8.compute.csv");
+    CAPTURE(name);
+    const std::string text = fixture(name);
+    const paci::imported_schedule in = paci::parse_csv(text);
+    CHECK(in.layout.dialect == paci::csv_dialect::modern);
+    CHECK(in.sched.microbatches == 8);
+    CHECK(in.sched.shape.ranks == 4);
+    CHECK(in.sched.shape.map == (name.starts_with("ZBV") ? paci::stage_map::v : paci::stage_map::loop));
+    CHECK(paci::export_csv(in) == text);
+}
+
+TEST_CASE("csv: stage and micro-batch indices are limited by the text's own size", "[unit][io][csv]") {
+    SECTION("23 bytes asking for 10^8 micro-batches") {
+        check_fails_at("0F100000000,0B100000000", {1, 1},
+                       "micro-batch 100000000 is out of range for a text of 2 actions: 1 stage x 100000001 "
+                       "micro-batches need at least 100000001 (every stage runs every micro-batch)");
+    }
+    SECTION("one action asking for 2^31 - 1 micro-batches") {
+        check_fails_at("0F2147483646", {1, 1}, "micro-batch 2147483646 is out of range for a text of 1 action");
+    }
+    SECTION("one action asking for 32767 stages") {
+        check_fails_at("0F0,32766F0", {1, 5}, "stage 32766 is out of range for a text of 2 actions: 32767 stages x 1 "
+                                              "micro-batch need at least 32767");
+    }
+    SECTION("the product counts: 6 stages x 6 micro-batches from 2 cells") {
+        check_fails_at("5F0,0F5", {1, 5}, "micro-batch 5 is out of range for a text of 2 actions");
+    }
+    SECTION("a STEP's index is an update ordinal, not a micro-batch") {
+        CHECK(paci::import_csv("0F0,0B0,0STEP0,0F1,0B1,0STEP1\r\n").microbatches == 2);
+    }
+    SECTION("given counts are the caller's, not the text's") {
+        CHECK(paci::import_csv("0F0,0B0", {.microbatches = 1000}).microbatches == 1000);
+    }
+}
+
+TEST_CASE("csv: a UTF-8 byte-order mark is skipped and written back; other non-ASCII is named", "[unit][io][csv]") {
+    const std::string bom = "\xEF\xBB\xBF";
+    SECTION("PyTorch's GPipe file saved with a byte-order mark") {
+        const std::string plain = fixture("GPipe_p4_v1_m8.compute.csv");
+        const paci::imported_schedule in = paci::parse_csv(bom + plain);
+        CHECK(in.layout.byte_order_mark);
+        CHECK(in.sched == paci::import_csv(plain));
+        CHECK(paci::export_csv(in) == bom + plain);
+        CHECK(paci::export_csv(in.sched).starts_with("0F0,"));
+        CHECK_FALSE(paci::parse_csv(plain).layout.byte_order_mark);
+    }
+    SECTION("columns count from the first character after the mark") {
+        check_fails_at(bom + "0F0,0X0\r\n", {1, 6}, "unknown op 'X'");
+    }
+    SECTION("a mark anywhere else is named U+FEFF") {
+        check_fails_at("0F0," + bom + "0B0\r\n", {1, 5},
+                       "character U+FEFF (a byte-order mark, allowed only at the start of the text) in a cell");
+        check_fails_at(bom + bom + "0F0\r\n", {1, 1}, "character U+FEFF");
+        check_fails_at("0F0\r\n" + bom + "1F0\r\n", {2, 1}, "character U+FEFF");
+    }
+    SECTION("other characters and bytes") {
+        check_fails_at("0F0,0F\xC3\xA9", {1, 7}, "character U+00E9 in a cell (cells are ASCII action tokens)");
+        check_fails_at("0F0,0F\xF0\x9F\x98\x80", {1, 7}, "character U+1F600 in a cell");
+        check_fails_at("0F0,0F\xFF", {1, 7}, "byte 0xff is not UTF-8");
+        check_fails_at("\xEF\xBB", {1, 1}, "byte 0xef is not UTF-8"); // a truncated mark
+    }
+}
+
+TEST_CASE("csv: a legacy-dialect zero-bubble file (B and W, no BW) is detected from its content", "[unit][io][csv]") {
+    const std::string name = GENERATE(as<std::string>{}, "ZBVZeroBubble_p4_v2_m8.compute.csv",
+                                      "InterleavedZeroBubble_p4_v2_m8.compute.csv");
+    CAPTURE(name);
+    const std::string modern = fixture(name);
+    const std::string legacy = to_legacy_names(modern);
+    REQUIRE(legacy.find('I') == std::string::npos);
+    const paci::imported_schedule in = paci::parse_csv(legacy);
+    CHECK(in.layout.dialect == paci::csv_dialect::legacy);
+    CHECK(in.sched == paci::import_csv(modern)); // B read as the input backward I, as PyTorch meant it
+    CHECK(paci::export_csv(in) == legacy);
+    paci::imported_schedule in_modern_names = in;
+    in_modern_names.layout.dialect = paci::csv_dialect::modern;
+    CHECK(paci::export_csv(in_modern_names) == modern);
+    // The override stays: forced modern, B is the full backward.
+    const paci::schedule forced = paci::import_csv(legacy, {.dialect = paci::csv_dialect::modern});
+    CHECK(forced.ranks[0] != in.sched.ranks[0]);
+}
+
+TEST_CASE("csv: a missing rank row is named as such", "[unit][io][csv]") {
+    SECTION("GPipe without rank 2's row: loop map") {
+        check_fails_at(without_rows(fixture("GPipe_p4_v1_m8.compute.csv"), {2}), {3, 1},
+                       "a row is missing: no row for rank 2 (the text has 3 rows; its 4 stages fit 4 ranks with the "
+                       "loop map)");
+    }
+    SECTION("interleaved 1F1B without rank 1's row: loop map, two stages per rank") {
+        check_fails_at(without_rows(fixture("Interleaved1F1B_p4_v2_m8.compute.csv"), {1}), {2, 1},
+                       "a row is missing: no row for rank 1 (the text has 3 rows; its 8 stages fit 4 ranks with the "
+                       "loop map)");
+    }
+    SECTION("ZB-V without rank 1's row: v map") {
+        check_fails_at(without_rows(fixture("ZBVZeroBubble_p4_v2_m8.compute.csv"), {1}), {2, 1},
+                       "a row is missing: no row for rank 1 (the text has 3 rows; its 8 stages fit 4 ranks with the "
+                       "v map)");
+    }
+    SECTION("two rows missing") {
+        check_fails_at("0F0,0B0\r\n3F0,3B0\r\n4F0,4B0\r\n", {2, 1},
+                       "rows are missing: no rows for ranks 1 and 2 (the text has 3 rows; its 5 stages fit 5 ranks");
+    }
+    SECTION("the file is read with its path, as paci-plan reads it") {
+        const auto path = std::filesystem::temp_directory_path() / "paci-csv-test-missing-row.csv";
+        {
+            std::ofstream out(path, std::ios::binary);
+            out << without_rows(fixture("GPipe_p4_v1_m8.compute.csv"), {2});
+        }
+        CHECK_THROWS_MATCHES(paci::read_csv_file(path), paci::parse_error,
+                             Catch::Matchers::Message("paci::read_csv_file: " + path.string() +
+                                                      ": a row is missing: no row for rank 2 (the text has 3 rows; its "
+                                                      "4 stages fit 4 ranks with the loop map) at line 3, column 1"));
+        std::filesystem::remove(path);
+    }
 }

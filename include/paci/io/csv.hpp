@@ -12,6 +12,7 @@
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 #include <paci/core/shape.hpp>
+#include <paci/io/detail/text.hpp>
 #include <paci/io/grid.hpp>
 
 #include <algorithm>
@@ -35,7 +36,9 @@ namespace paci {
 
 /// Which names the backward ops have in the text.
 enum class csv_dialect : std::uint8_t {
-    /// Import: `legacy` if any cell uses `BW`, else `modern`. Export: `modern`.
+    /// Import: `legacy` if any cell uses `BW`, or if no cell uses `I` and some stage runs both `B` and
+    /// `W` for one micro-batch (read as modern, that is a full and a split backward of the same
+    /// micro-batch, which no schedule does); else `modern`. Export: `modern`.
     automatic,
     /// Current PyTorch: `B` full backward, `I` input-gradient backward, `W` weight-gradient backward.
     modern,
@@ -81,6 +84,7 @@ struct csv_layout {
     csv_dialect dialect = csv_dialect::modern; ///< the dialect the text was read in (never `automatic`)
     line_ending newline = line_ending::crlf;
     bool final_newline = true;                  ///< whether the last row ends with a line ending
+    bool byte_order_mark = false;               ///< whether the text starts with a UTF-8 byte-order mark
     std::vector<std::vector<csv_cell>> extras;  ///< per row, by column: idle slots and PyTorch-only cells
     friend bool operator==(const csv_layout&, const csv_layout&) = default;
 };
@@ -107,6 +111,9 @@ inline constexpr op legacy_full_backward = static_cast<op>(op_count);
 
 inline constexpr std::array<std::string_view, 3> pytorch_only_ops{"UNSHARD", "RESHARD", "REDUCE_GRAD"};
 
+/// U+FEFF in UTF-8: what Excel and Python's `utf-8-sig` codec put before the first row.
+inline constexpr std::string_view utf8_byte_order_mark = "\xEF\xBB\xBF";
+
 [[nodiscard]] constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 [[nodiscard]] constexpr bool is_op_char(char c) noexcept { return c == '_' || (c >= 'A' && c <= 'Z'); }
 
@@ -124,6 +131,10 @@ public:
             config_fail(api, "import_options::stages", opt_.stages, concat("must be in [0, ", max_stages, "]"));
         config_require(opt_.microbatches >= 0, api, "import_options::microbatches", opt_.microbatches, "must be >= 0");
         out_.sched.policy = opt_.source.empty() ? std::string("csv") : opt_.source;
+        if (text_.starts_with(utf8_byte_order_mark)) { // skipped, and written back by export_csv
+            out_.layout.byte_order_mark = true;
+            text_.remove_prefix(utf8_byte_order_mark.size());
+        }
         read_rows();
         resolve_dialect();
         finish_shape();
@@ -147,6 +158,11 @@ private:
     std::int64_t max_microbatch_ = -1;
     text_location first_bw_{};
     text_location first_i_{};
+    std::int64_t actions_ = 0;        ///< actions read (the text's own size, for the index limits)
+    text_location max_stage_at_{};    ///< the first cell holding the largest stage
+    text_location max_microbatch_at_{};
+    std::vector<std::uint64_t> b_keys_; ///< (stage, micro-batch) of every `B`, for the dialect's detection
+    std::vector<std::uint64_t> w_keys_; ///< (stage, micro-batch) of every `W`
 
     void read_rows() {
         const std::size_t n = text_.size();
@@ -225,6 +241,7 @@ private:
         };
         for (std::size_t k = 0; k < cell.size(); ++k) {
             const auto u = static_cast<unsigned char>(cell[k]);
+            if (u >= 0x80) fail_non_ascii(cell, k, line, column);
             if (u == '"') fail(k, "quoted cells are not supported (PyTorch writes none)");
             if (u < 0x20 || u == 0x7F)
                 parse_fail(api,
@@ -273,6 +290,24 @@ private:
         record(a, row, line, column);
     }
 
+    /// Names the character (`U+FEFF`), never prints it alone: most of them are invisible in a terminal.
+    [[noreturn]] static void fail_non_ascii(std::string_view cell, std::size_t k, std::size_t line, std::size_t column) {
+        const std::size_t n = utf8_sequence(cell, k);
+        if (n == 0) {
+            const auto u = static_cast<unsigned char>(cell[k]);
+            parse_fail(api,
+                       concat("byte 0x", "0123456789abcdef"[u >> 4], "0123456789abcdef"[u & 0xF],
+                              " is not UTF-8 (cells are ASCII action tokens)"),
+                       line, column + k);
+        }
+        const std::uint32_t cp = utf8_code_point(cell, k, n);
+        parse_fail(api,
+                   concat("character ", code_point_name(cp),
+                          cp == 0xFEFF ? " (a byte-order mark, allowed only at the start of the text)" : "",
+                          " in a cell (cells are ASCII action tokens)"),
+                   line, column + k);
+    }
+
     template <class Fail>
     static action parse_legacy_full_backward(std::string_view cell, std::size_t d, std::size_t e, const Fail& fail) {
         std::int64_t stage = 0;
@@ -302,8 +337,15 @@ private:
                            concat("micro-batch ", a.microbatch, " is out of range for ", opt_.microbatches,
                                   " micro-batches (import_options::microbatches)"),
                            line, column);
-            if (a.microbatch > max_microbatch_) max_microbatch_ = a.microbatch;
+            if (a.microbatch > max_microbatch_) {
+                max_microbatch_ = a.microbatch;
+                max_microbatch_at_ = {line, column};
+            }
+            if (opt_.dialect == csv_dialect::automatic && (a.kind == op::B || a.kind == op::W))
+                (a.kind == op::B ? b_keys_ : w_keys_)
+                    .push_back(static_cast<std::uint64_t>(s) << 32 | static_cast<std::uint32_t>(a.microbatch));
         }
+        ++actions_;
         if (static_cast<std::size_t>(s) >= seen_.size()) seen_.resize(static_cast<std::size_t>(s) + 1);
         stage_info& info = seen_[static_cast<std::size_t>(s)];
         if (info.row < 0) {
@@ -316,13 +358,28 @@ private:
                        line, column);
         }
         if (a.kind == op::STEP) ++info.steps;
-        if (s > max_stage_) max_stage_ = s;
+        if (s > max_stage_) {
+            max_stage_ = s;
+            max_stage_at_ = {line, column};
+        }
         out_.sched.ranks[static_cast<std::size_t>(row)].push_back(a);
+    }
+
+    /// Whether some stage runs both `B` and `W` for one micro-batch: the legacy dialect's input and
+    /// weight backward (read as modern, a full and a split backward of the same micro-batch).
+    [[nodiscard]] bool split_backward_in_b_and_w() {
+        if (b_keys_.empty() || w_keys_.empty()) return false;
+        std::sort(b_keys_.begin(), b_keys_.end());
+        for (const std::uint64_t k : w_keys_)
+            if (std::binary_search(b_keys_.begin(), b_keys_.end(), k)) return true;
+        return false;
     }
 
     void resolve_dialect() {
         const bool legacy =
-            opt_.dialect == csv_dialect::legacy || (opt_.dialect == csv_dialect::automatic && first_bw_.line != 0);
+            opt_.dialect == csv_dialect::legacy ||
+            (opt_.dialect == csv_dialect::automatic &&
+             (first_bw_.line != 0 || (first_i_.line == 0 && split_backward_in_b_and_w())));
         out_.layout.dialect = legacy ? csv_dialect::legacy : csv_dialect::modern;
         if (!legacy) return;
         if (first_i_.line != 0) {
@@ -347,12 +404,95 @@ private:
         return {static_cast<std::size_t>(shape.rank_of(stage)) + 1, 1};
     }
 
+    /// A few bytes must never ask for gigabytes: every stage runs every micro-batch, so a text of N
+    /// actions holds at most N (stage, micro-batch) pairs, and its largest indices may ask for no more.
+    /// This bounds everything sized by stages x micro-batches downstream by the text's own length.
+    void check_size() const {
+        const std::int64_t stages = max_stage_ + 1;
+        const std::int64_t microbatches = max_microbatch_ + 1;
+        const std::int64_t pairs = stages * std::max<std::int64_t>(microbatches, 1);
+        if (pairs <= actions_) return;
+        const bool stage_blamed = stages > microbatches;
+        const text_location at = stage_blamed ? max_stage_at_ : max_microbatch_at_;
+        parse_fail(api,
+                   concat(stage_blamed ? "stage " : "micro-batch ", stage_blamed ? stages - 1 : microbatches - 1,
+                          " is out of range for a text of ", actions_, actions_ == 1 ? " action" : " actions", ": ",
+                          stages, stages == 1 ? " stage" : " stages", " x ", microbatches,
+                          microbatches == 1 ? " micro-batch" : " micro-batches", " need at least ", pairs,
+                          " (every stage runs every micro-batch)"),
+                   at.line, at.column);
+    }
+
+    /// Throws the parse_error that names the missing rows when the rows fit `stages` stages on more
+    /// ranks than the text has rows, with each row's rank above the one before (a row deleted from
+    /// the file); returns when no such placement exists.
+    void fail_if_rows_missing(int stages, int ranks) const {
+        if (ranks >= stages) return;
+        std::array<stage_map, 2> maps{stage_map::loop, stage_map::v};
+        const std::size_t count = opt_.map ? 1 : 2;
+        if (opt_.map) maps[0] = *opt_.map;
+        std::vector<int> rank_of_row(static_cast<std::size_t>(ranks));
+        for (int total = ranks + 1; total <= stages; ++total) {
+            if (stages % total != 0) continue;
+            for (std::size_t c = 0; c < count; ++c) {
+                const pipeline_shape shape{stages, total, maps[c]};
+                if (maps[c] == stage_map::v && shape.chunks() % 2 != 0) continue;
+                std::fill(rank_of_row.begin(), rank_of_row.end(), -1);
+                bool fits = true;
+                for (std::size_t s = 0; s < seen_.size() && fits; ++s) {
+                    if (seen_[s].row < 0) continue;
+                    int& t = rank_of_row[static_cast<std::size_t>(seen_[s].row)];
+                    const int r = shape.rank_of(static_cast<int>(s));
+                    if (t < 0) t = r;
+                    fits = t == r;
+                }
+                // Rows keep their order; a row without actions takes the next rank.
+                int previous = -1;
+                for (int& t : rank_of_row) {
+                    if (t < 0) t = previous + 1;
+                    fits = fits && t > previous;
+                    previous = t;
+                }
+                if (!fits || previous >= total) continue;
+                std::vector<int> missing;
+                std::size_t next = 0;
+                for (int k = 0; k < total; ++k) {
+                    if (next < rank_of_row.size() && rank_of_row[next] == k) ++next;
+                    else missing.push_back(k);
+                }
+                std::string list;
+                for (std::size_t k = 0; k < missing.size() && k < 8; ++k)
+                    list += concat(k == 0 ? "" : k + 1 == missing.size() ? " and " : ", ", missing[k]);
+                if (missing.size() > 8) list += concat(" and ", missing.size() - 8, " more");
+                text_location at{static_cast<std::size_t>(ranks) + 1, 1}; // a row missing at the end
+                for (std::size_t r = 0; r < rank_of_row.size(); ++r)
+                    if (rank_of_row[r] != static_cast<int>(r)) {
+                        at = {r + 1, 1};
+                        break;
+                    }
+                parse_fail(api,
+                           concat(missing.size() == 1 ? "a row is missing: no row for rank " : "rows are missing: no rows for ranks ",
+                                  list, " (the text has ", ranks, ranks == 1 ? " row" : " rows", "; its ", stages,
+                                  " stages fit ", total, " ranks with the ", to_string(maps[c]), " map)"),
+                           at.line, at.column);
+            }
+        }
+    }
+
     void finish_shape() {
+        check_size();
         schedule& sch = out_.sched;
         const int ranks = static_cast<int>(sch.ranks.size());
         const int stages = opt_.stages > 0 ? opt_.stages : max_stage_ + 1;
         if (stages == 0) parse_fail(api, "no action to infer the stage count from (set import_options::stages)", 1, 1);
-        if (stages % ranks != 0) pipeline_shape{stages, ranks, stage_map::loop}.validate(api);
+        if (stages % ranks != 0) {
+            fail_if_rows_missing(stages, ranks);
+            if (opt_.stages > 0) pipeline_shape{stages, ranks, stage_map::loop}.validate(api); // the option's fault
+            parse_fail(api,
+                       concat("stages (", stages, ") must be a multiple of the rows (", ranks, "): stage ", max_stage_,
+                              " is the largest in the text"),
+                       max_stage_at_.line, max_stage_at_.column);
+        }
 
         // The map: the given one, else loop, else v; each must put every stage on the row it was found on.
         std::array<stage_map, 2> candidates{stage_map::loop, stage_map::v};
@@ -375,6 +515,7 @@ private:
         }
         if (!chosen) {
             if (count == 1 && mismatch[0] == -2) pipeline_shape{stages, ranks, candidates[0]}.validate(api);
+            fail_if_rows_missing(stages, ranks);
             std::string why = "no stage map fits the rows:";
             int worst = -1;
             for (std::size_t c = 0; c < count; ++c) {
@@ -449,6 +590,7 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
     out.reserve(sch.size() * 8 + sch.ranks.size() * 2 + 16);
     const std::string_view eol = newline == line_ending::crlf ? "\r\n" : "\n";
     static const std::vector<csv_cell> none;
+    if (layout != nullptr && layout->byte_order_mark) out += utf8_byte_order_mark;
     for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
         const auto& acts = sch.ranks[r];
         const auto& extras = layout != nullptr && r < layout->extras.size() ? layout->extras[r] : none;
@@ -493,12 +635,20 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
 /// Parsing is strict: every non-empty cell must be exactly one action token (`parse_action`; plus
 /// `BW` in the legacy dialect and PyTorch's `UNSHARD`/`RESHARD`/`REDUCE_GRAD`, see `import_options`);
 /// no quotes (except Python's `""` for a row holding one idle slot), no spaces, no leading zeros, one
-/// line ending throughout. Rows are ranks; stages are the largest stage plus one, micro-batches the
-/// largest micro-batch plus one (unless given); `steps` is the number of STEP actions per stage, which
-/// must be equal over stages; the stage map is `loop` if it puts every stage on its row, else `v`.
+/// line ending throughout; a UTF-8 byte-order mark before the first row is skipped (and kept in the
+/// layout). Rows are ranks; stages are the largest stage plus one, micro-batches the largest
+/// micro-batch plus one (unless given); `steps` is the number of STEP actions per stage, which must be
+/// equal over stages; the stage map is `loop` if it puts every stage on its row, else `v`. The dialect
+/// is detected unless `options.dialect` names it (see `csv_dialect::automatic`).
+///
+/// Resources are bounded by the text: its largest stage and micro-batch may ask for at most as many
+/// (stage, micro-batch) pairs as it holds actions (every stage runs every micro-batch), so a few bytes
+/// such as `0F2147483646` fail here instead of asking the analyses for gigabytes.
 /// \throws parse_error with the 1-based line and column of the offending cell (a stage on two rows,
-/// a map that fits no row, unequal STEP counts included).
-/// \throws config_error for bad options or a stage count that is not a multiple of the row count.
+/// a map that fits no row, unequal STEP counts, an index past the text's size, a non-ASCII character
+/// named as `U+XXXX`, a stage count that is not a multiple of the rows, a missing row named by its
+/// rank, all included).
+/// \throws config_error for bad options (a given stage count or map that the rows cannot hold).
 [[nodiscard]] inline imported_schedule parse_csv(std::string_view text, const import_options& options = {}) {
     return detail::csv_parser(text, options).run();
 }

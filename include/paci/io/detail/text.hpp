@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// Internals shared by the text exporters: UTF-8 validation, so names with stray bytes (a file path,
-/// a user's policy string) still give well-formed JSON and XML.
+/// Internals shared by the text importers and exporters: UTF-8 validation, so names with stray bytes
+/// (a file path, a user's policy string) still give well-formed JSON and XML, and the visible name
+/// (`U+FEFF`) of a character an error message must not print raw.
 
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +42,24 @@ namespace paci::detail {
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return n;
+}
+
+/// The code point of the well-formed sequence of `n` bytes (`n == utf8_sequence(text, i)`, `n > 0`)
+/// at `text[i]`.
+[[nodiscard]] constexpr std::uint32_t utf8_code_point(std::string_view text, std::size_t i, std::size_t n) noexcept {
+    const auto b0 = static_cast<unsigned char>(text[i]);
+    if (n == 1) return b0;
+    std::uint32_t cp = b0 & (0x7FU >> n);
+    for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3FU);
+    return cp;
+}
+
+/// `U+FEFF`: the Unicode name of a code point, upper-case hex, at least four digits.
+[[nodiscard]] inline std::string code_point_name(std::uint32_t cp) {
+    constexpr std::string_view hex = "0123456789ABCDEF";
+    std::string digits;
+    for (; cp != 0 || digits.size() < 4; cp >>= 4) digits.insert(digits.begin(), hex[cp & 0xFU]);
+    return "U+" + digits;
 }
 
 /// U+FFFD, written for every byte that does not start a well-formed sequence.
