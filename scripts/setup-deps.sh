@@ -3,11 +3,13 @@
 # every package is already installed.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ catch2 libbenchmark-dev libopenmpi-dev openmpi-bin)
+# libeigen3-dev and fortunes: the training demonstration (examples/lm: Eigen for the model, the
+# fortunes package's text to train on).
+packages=(cmake ninja-build g++ catch2 libbenchmark-dev libopenmpi-dev openmpi-bin libeigen3-dev fortunes)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup-deps: not a Debian-based system; install CMake >= 3.25, Ninja, a C++20 compiler," \
-       "Catch2 and Google Benchmark (and, for paci::mpi, an MPI implementation) yourself" >&2
+       "Catch2, Google Benchmark and Eigen 3 (and, for paci::mpi, an MPI implementation) yourself" >&2
   exit 0
 fi
 

@@ -184,7 +184,8 @@ public:
     };
     for (const auto& prog : sch.ranks)
         for (const action& a : prog) {
-            present[static_cast<std::size_t>(is_comm(a.kind) ? op::SEND_F : a.kind)] = true;
+            const auto k = static_cast<std::size_t>(is_comm(a.kind) ? op::SEND_F : a.kind);
+            if (k < present.size()) present[k] = true; // ops were checked above; this keeps the bound visible
             drifted += drift_of(a) > 0 ? 1 : 0;
         }
 
