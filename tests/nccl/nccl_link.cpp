@@ -100,6 +100,27 @@ int run_on_gpu() {
     // Tag 0: 1 MiB; tag 1: empty messages; tag 2: 4 KiB.
     const auto sizes = [](int, int tag) -> std::size_t { return tag == 0 ? (1U << 20) : tag == 1 ? 0U : 4096U; };
     bool hook_ran = false;
+    // Three channels created with ncclCommInitRankConfig from ids broadcast over channel 0 (the
+    // alternative to splitting); a failure here is reported and the checks go on.
+    try {
+        ncclUniqueId first;
+        nccl(ncclGetUniqueId(&first), "ncclGetUniqueId");
+        paci::nccl_options options;
+        options.setup_timeout = std::chrono::seconds(60);
+        options.channels = 3;
+        options.channel_of = [](int, int, int tag) { return tag == 2 ? 2 : 0; };
+        options.channel_setup = paci::nccl_channel_setup::init_rank;
+        paci::nccl_communicator comm(first, 0, 1, compute, sizes, options);
+        check(comm.channels() == 3 && comm.native_handle(1) != nullptr && comm.native_handle(2) != nullptr &&
+                  comm.native_handle(1) != comm.native_handle(2),
+              "three channels from ncclCommInitRankConfig (nccl_channel_setup::init_rank)");
+        auto r = comm.irecv(0, 2);
+        auto s = comm.isend(0, 2, filled(4096, 0x77, compute));
+        check(all_bytes(r.wait(patience), 0x77), "4 KiB sent to self on channel 2 (init_rank) arrives intact");
+        s.wait(patience);
+    } catch (const std::exception& e) {
+        check(false, (std::string("channels by ncclCommInitRankConfig: ") + e.what()).c_str());
+    }
     {
         // Two channels (the second split from the first); tag 2 travels on channel 1.
         paci::nccl_options options;

@@ -255,7 +255,7 @@ TEST_CASE("ranks that disagree on the configuration fail on start with config_er
         REQUIRE(e != nullptr);
         REQUIRE_THROWS_AS(std::rethrow_exception(e), paci::config_error);
         REQUIRE_THROWS_WITH(std::rethrow_exception(e),
-                            Catch::Matchers::ContainsSubstring("paci::executor: the configuration of rank 1 differs from "
+                            Catch::Matchers::ContainsSubstring("paci::executor: configuration of rank (1) differs from "
                                                                "rank 0's (a different policy, stage count or micro-batch "
                                                                "count; fingerprints "));
     };

@@ -2,6 +2,7 @@
 /// \file
 /// The in-process transport: one thread per rank, buffers moved (never copied) between them.
 
+#include <paci/runtime/detail/agreement.hpp>
 #include <paci/runtime/detail/deadline.hpp>
 #include <paci/runtime/errors.hpp>
 
@@ -141,12 +142,10 @@ private:
             throw timeout_error(rank, missing, "the start-up agreement of the configuration", timeout);
         }
         if (round_ == my_round) throw aborted_error("paci::inprocess: aborted: " + abort_reason());
-        for (int r = 0; r < size_; ++r)
-            if (last_prints_[static_cast<std::size_t>(r)] != last_prints_[0])
-                throw config_error(detail::concat(
-                    "paci::executor: the configuration of rank ", r,
-                    " differs from rank 0's (a different policy, stage count or micro-batch count; fingerprints ",
-                    *last_prints_[static_cast<std::size_t>(r)], " and ", *last_prints_[0], ")"));
+        std::vector<std::uint64_t> prints;
+        prints.reserve(last_prints_.size());
+        for (const auto& p : last_prints_) prints.push_back(p.value_or(0));
+        detail::require_same_fingerprints(prints);
     }
 
     static constexpr int spin_turns = 64;
