@@ -128,9 +128,10 @@ void test_before_after() {
 }
 
 // A receive whose peer never sends times out, naming this rank, the peer, the tag and the action;
-// so does a send nobody receives, whose buffer must stay intact after its request is gone.
-void timeouts() {
-    paci::mpi_communicator<std::vector<float>> comm(MPI_COMM_WORLD);
+// so does a send nobody receives, whose buffer must stay intact after its request is gone. With
+// every wait rhythm: `options` may sleep longer than the timeout, which must still hold.
+void timeouts(const paci::mpi_options& options) {
+    paci::mpi_communicator<std::vector<float>> comm(MPI_COMM_WORLD, options);
     const int size = comm.size(), next = (g_rank + 1) % size, prev = (g_rank + size - 1) % size;
     const char* name = "timeout_error";
     const paci::action at{paci::op::RECV_F, 1, 7};
@@ -183,6 +184,29 @@ void timeouts() {
         static_cast<void>(comm.irecv(next, 97).wait(patience));
         ack.wait(patience);
     }
+}
+
+// Wait rhythms that make no sense are config_errors, named with their value.
+void bad_options() {
+    const char* name = "mpi_options";
+    const auto expect = [&](const paci::mpi_options& o, const std::string& message) {
+        try {
+            paci::mpi_communicator<std::vector<float>> comm(MPI_COMM_WORLD, o);
+            check(false, name, "no config_error for " + message);
+        } catch (const paci::config_error& e) {
+            check(contains(e.what(), message), name, std::string("message: ") + e.what());
+        }
+    };
+    paci::mpi_options o;
+    o.busy = -1ns;
+    expect(o, "paci::mpi_communicator: busy (ns) (-1) must be >= 0");
+    o = {};
+    o.min_sleep = -2ns;
+    expect(o, "paci::mpi_communicator: min_sleep (ns) (-2) must be >= 0");
+    o = {};
+    o.min_sleep = 10us;
+    o.max_sleep = 5us;
+    expect(o, "paci::mpi_communicator: max_sleep (ns) (5000) must be >= min_sleep (10000 ns)");
 }
 
 // MPI errors arrive as transport_error with the MPI error code and MPI_Error_string.
@@ -284,7 +308,20 @@ int main(int argc, char** argv) {
     run("fifo, probed receives", [] { fifo(false); });
     run("fifo, fixed-size receives", [] { fifo(true); });
     run("test() before and after completion", test_before_after);
-    run("timeout_error", timeouts);
+    run("timeout_error", [] { timeouts({}); });
+    run("timeout_error, sleeping from the first test up to 50 ms", [] {
+        paci::mpi_options o;
+        o.busy = 0ns;
+        o.max_sleep = 50ms;
+        timeouts(o);
+    });
+    run("timeout_error, polling without sleeps", [] {
+        paci::mpi_options o;
+        o.min_sleep = 0ns;
+        o.max_sleep = 0ns;
+        timeouts(o);
+    });
+    run("mpi_options", bad_options);
     run("transport_error", transport_errors);
     run("moved requests", moved_requests);
     run("agree", agree);

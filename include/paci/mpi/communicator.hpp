@@ -4,7 +4,10 @@
 /// elements between the processes of an `MPI_Comm`; `mpi_session` initializes and finalizes MPI.
 /// Part of the optional `paci::mpi` CMake component; the core headers never include this one.
 
+#include <paci/runtime/detail/agreement.hpp>
+#include <paci/runtime/detail/backoff.hpp>
 #include <paci/runtime/detail/deadline.hpp>
+#include <paci/runtime/detail/recycler.hpp>
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
 #include <paci/runtime/communicator.hpp>
@@ -13,6 +16,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <climits>
 #include <concepts>
@@ -46,18 +50,33 @@ concept mpi_buffer = std::ranges::contiguous_range<B> && std::ranges::sized_rang
 
 /// How an `mpi_communicator` waits and allocates.
 ///
-/// Waits: a wait tests back to back (yielding the CPU between tests) for `busy`, then sleeps
-/// between tests, doubling the sleep from `min_sleep` up to `max_sleep`. The busy phase keeps short
-/// waits as fast as a blocking MPI call (every test drives MPI's progress engine); the sleeps keep a
-/// long wait from taking a core that an oversubscribed rank needs.
+/// Waits: a wait tests its request back to back, yielding the CPU between tests
+/// (`std::this_thread::yield`), for `busy`; after that it sleeps between tests, doubling the sleep
+/// from `min_sleep` up to `max_sleep` (`max_sleep` 0: never sleeps). Every test also drives MPI's
+/// progress engine and looks for an abort notice (see `mpi_communicator::abort`). The trade-off:
+/// - Wake-up latency: while polling, a wait returns about one `MPI_Test` plus one yield (a
+///   microsecond or two) after its message arrives, like a blocking MPI call (Open MPI and MPICH
+///   poll too). Once sleeping, it can return up to `max_sleep` plus the OS timer slack late (Linux
+///   adds about 50 to 70 us to every sleep of an ordinary thread: a 1 us sleep takes about 70 us).
+///   Sleeps therefore start only after `busy`, by default 100 ms: longer than the bubble of any
+///   flushed schedule whose stages take up to a few milliseconds, so the transport does not slow
+///   a flushed schedule after its bubbles, and a wait that does sleep is late by at most about
+///   0.1% of its length.
+/// - CPU: a polling wait takes its core; a sleeping one takes almost none. With no more ranks than
+///   cores, polling costs nothing else. With more (an oversubscribed test machine), polling ranks
+///   compete with computing ones for the cores (Linux's `sched_yield` gives a core up only
+///   briefly): set `busy` to 0 there (sleep from the first test) and accept the latency. Lower
+///   `busy` also where waits are long (a rank idle during another rank's evaluation) and cores are
+///   shared; raise it (up to `std::chrono::nanoseconds::max()`, never sleep) for the lowest latency.
+/// The timeout is exact either way: no sleep extends past a wait's deadline.
 ///
 /// Buffers: a buffer whose send has completed is kept (up to `recycled_buffers` of them) and reused
 /// for a later receive of at least half its size, so a steady exchange allocates and
 /// zero-fills nothing per message; 0 turns this off.
 struct mpi_options {
-    std::chrono::nanoseconds busy = std::chrono::milliseconds(5);
-    std::chrono::nanoseconds min_sleep = std::chrono::microseconds(20);
-    std::chrono::nanoseconds max_sleep = std::chrono::microseconds(500);
+    std::chrono::nanoseconds busy = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds min_sleep = std::chrono::microseconds(1);
+    std::chrono::nanoseconds max_sleep = std::chrono::microseconds(20);
     std::size_t recycled_buffers = 4;
 };
 
@@ -71,8 +90,11 @@ struct mpi_options {
 ///         ...
 ///     }
 ///
-/// `MPI_Finalize` waits for the other processes, so a rank that fails should `abort` (ending every
-/// process) rather than return.
+/// `MPI_Finalize` waits for every other process to call it too. A job in which one rank fails ends
+/// normally when every rank returns through its `catch` (the failing rank's `pipeline_error`, the
+/// others' `aborted_error`): destroy the executors and `mpi_communicator`s (their destructors cancel
+/// or free what is still pending, see `mpi_communicator`) and then this object, on every rank. A rank
+/// that cannot return should `mpi_communicator::terminate` instead, which ends every process.
 class mpi_session {
 public:
     /// \throws transport_error if MPI fails to initialize or provides less than `required`
@@ -138,39 +160,17 @@ void mpi_check(int code, const What&... what) {
                           code);
 }
 
-/// One wait's polling rhythm (see `mpi_options`).
-class mpi_backoff {
-public:
-    explicit mpi_backoff(const mpi_options& poll) : poll_(poll), busy_until_(deadline_after(poll.busy)) {}
-    /// Pauses before the next test, never past `deadline`.
-    void pause(std::chrono::steady_clock::time_point deadline) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now < busy_until_) {
-            std::this_thread::yield();
-            return;
-        }
-        sleep_ = sleep_ == std::chrono::nanoseconds::zero() ? poll_.min_sleep : std::min(sleep_ * 2, poll_.max_sleep);
-        if (deadline - now < sleep_) sleep_ = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-        if (sleep_ > std::chrono::nanoseconds::zero()) std::this_thread::sleep_for(sleep_);
-        else std::this_thread::yield();
-    }
+/// One wait's polling rhythm (see `mpi_options`): the transports' shared `detail::backoff`.
+[[nodiscard]] inline backoff mpi_pace(const mpi_options& poll) {
+    return backoff(poll.busy, poll.min_sleep, poll.max_sleep);
+}
 
-private:
-    mpi_options poll_;
-    std::chrono::steady_clock::time_point busy_until_;
-    std::chrono::nanoseconds sleep_{0};
-};
-
-/// Tests `done()` until it returns true, pausing between tests as `options` says (`mpi_backoff`);
-/// once `timeout` has passed without it, calls `expire()`, which must throw.
-template <class Done, class Expire>
-void mpi_poll(const mpi_options& options, std::chrono::nanoseconds timeout, Done done, Expire expire) {
-    const auto deadline = deadline_after(timeout);
-    mpi_backoff backoff(options);
-    while (!done()) {
-        if (std::chrono::steady_clock::now() >= deadline) expire();
-        backoff.pause(deadline);
-    }
+/// Tests `done()` until it returns true, pausing between tests as `options` says (`mpi_pace`).
+/// Before each test calls `check()`, which throws when the job was aborted; once `timeout` has
+/// passed without `done()`, calls `expire()`, which must throw.
+template <class Done, class Check, class Expire>
+void mpi_poll(const mpi_options& options, std::chrono::nanoseconds timeout, Done done, Check check, Expire expire) {
+    poll_until(mpi_pace(options), timeout, std::move(done), std::move(check), std::move(expire));
 }
 
 /// Byte count of `n` elements of `T` as MPI's `int`, or `config_error` past `INT_MAX`.
@@ -183,8 +183,14 @@ template <class T>
     return static_cast<int>(n * sizeof(T));
 }
 
-/// What every `mpi_communicator` copy and every request made from it share: the communicator, the
-/// receive matching state per (peer, tag) and the requests abandoned before they completed.
+/// Longest abort notice, in bytes (a longer `why` is cut).
+inline constexpr int mpi_notice_bytes = 4096;
+/// The tag of abort notices on the communicator's private duplicate.
+inline constexpr int mpi_notice_tag = 1;
+
+/// What every `mpi_communicator` copy and every request made from it share: the communicator, its
+/// private duplicate (abort notices and the start-up agreement), the receive matching state per
+/// (peer, tag), the requests abandoned before they completed, and whether the job was aborted.
 template <class Buffer>
 struct mpi_state {
     using element = std::ranges::range_value_t<Buffer>;
@@ -204,33 +210,129 @@ struct mpi_state {
         std::map<std::uint64_t, matched> stash;
         std::set<std::uint64_t> dropped; ///< tickets whose request was destroyed before matching
     };
-    /// A request destroyed before it completed: MPI still owns its buffer until it does.
+    /// A request destroyed before it completed: MPI still owns its buffer until it does. A
+    /// collective's request may not be freed (MPI forbids `MPI_Request_free` on it): it is left to
+    /// `MPI_Finalize`.
     struct orphan {
         MPI_Request request = MPI_REQUEST_NULL;
         std::shared_ptr<void> storage;
+        bool collective = false;
     };
 
     mpi_state(MPI_Comm c, std::function<std::size_t(int, int)> max, mpi_options o)
-        : comm(c), max_elements(std::move(max)), options(o) {
+        : comm(c), max_elements(std::move(max)), options(o), spares(o.recycled_buffers) {
+        config_require(o.busy >= std::chrono::nanoseconds::zero(), "mpi_communicator", "busy (ns)", o.busy.count(),
+                       "must be >= 0");
+        config_require(o.min_sleep >= std::chrono::nanoseconds::zero(), "mpi_communicator", "min_sleep (ns)",
+                       o.min_sleep.count(), "must be >= 0");
+        config_require(o.max_sleep >= o.min_sleep, "mpi_communicator", "max_sleep (ns)", o.max_sleep.count(),
+                       concat("must be >= min_sleep (", o.min_sleep.count(), " ns)"));
         mpi_check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
         mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
         mpi_check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+        mpi_check(MPI_Comm_dup(comm, &control), "MPI_Comm_dup");
+        const int rc = MPI_Comm_set_errhandler(control, MPI_ERRORS_RETURN) == MPI_SUCCESS
+                           ? MPI_Irecv(notice_in.data(), mpi_notice_bytes, MPI_CHAR, MPI_ANY_SOURCE, mpi_notice_tag,
+                                       control, &notice_request)
+                           : MPI_ERR_OTHER;
+        if (rc != MPI_SUCCESS) {
+            MPI_Comm_free(&control);
+            mpi_check(rc, "MPI_Irecv of abort notices");
+        }
     }
     mpi_state(const mpi_state&) = delete;
     mpi_state& operator=(const mpi_state&) = delete;
 
-    /// Incomplete requests cannot be waited for here (a dead peer would hang the destructor): they
-    /// are freed and their buffers deliberately leaked, since MPI may still write or read them.
+    /// Leaves nothing of its own pending for `MPI_Finalize` to wait on: the receive of abort notices
+    /// is cancelled, notices that arrived anyway are received and dropped, and the duplicate
+    /// communicator is freed. Incomplete requests cannot be waited for here (a dead peer would hang
+    /// the destructor): they are freed and their buffers deliberately leaked, since MPI may still
+    /// write or read them. After `MPI_Finalize` (a communicator that outlived its `mpi_session`)
+    /// nothing can be released, and everything is leaked.
     ~mpi_state() {
         int finalized = 0;
         MPI_Finalized(&finalized);
+        const auto leak = [](std::shared_ptr<void> p) { new std::shared_ptr<void>(std::move(p)); };
         for (auto& o : orphans) {
-            if (!finalized && o.request != MPI_REQUEST_NULL) {
+            if (!finalized && o.request != MPI_REQUEST_NULL && !o.collective) {
                 int done = 0;
                 if (MPI_Test(&o.request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) continue;
                 if (o.request != MPI_REQUEST_NULL) MPI_Request_free(&o.request);
             }
-            new std::shared_ptr<void>(std::move(o.storage)); // leaked on purpose
+            leak(std::move(o.storage));
+        }
+        for (auto& n : notices_out) {
+            if (!finalized && n.request != MPI_REQUEST_NULL) {
+                int done = 0;
+                if (MPI_Test(&n.request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) continue;
+                if (n.request != MPI_REQUEST_NULL) MPI_Request_free(&n.request);
+            }
+            leak(std::move(n.text));
+        }
+        if (finalized) return;
+        if (notice_request != MPI_REQUEST_NULL) {
+            // Cancelling a receive completes it locally (cancelled, or matched meanwhile).
+            MPI_Cancel(&notice_request);
+            MPI_Wait(&notice_request, MPI_STATUS_IGNORE);
+        }
+        // Notices from ranks that aborted after the first one (or after this rank stopped looking).
+        for (int found = 1; found;) {
+            MPI_Status status;
+            if (MPI_Iprobe(MPI_ANY_SOURCE, mpi_notice_tag, control, &found, &status) != MPI_SUCCESS) break;
+            if (found && MPI_Recv(notice_in.data(), mpi_notice_bytes, MPI_CHAR, status.MPI_SOURCE, mpi_notice_tag,
+                                  control, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                break;
+        }
+        MPI_Comm_free(&control);
+    }
+
+    /// True once the job is aborted: by this rank (`abort`) or by a notice from another rank, which
+    /// this looks for (one `MPI_Test`).
+    [[nodiscard]] bool aborted() {
+        if (aborted_by >= 0) return true;
+        if (notice_request == MPI_REQUEST_NULL) return false;
+        int done = 0;
+        MPI_Status status;
+        if (MPI_Test(&notice_request, &done, &status) != MPI_SUCCESS || !done) return false;
+        int bytes = 0;
+        MPI_Get_count(&status, MPI_CHAR, &bytes);
+        aborted_by = status.MPI_SOURCE;
+        why = std::string(notice_in.data(), static_cast<std::size_t>(std::clamp(bytes, 0, mpi_notice_bytes)));
+        return true;
+    }
+
+    /// Throws `aborted_error` when the job is aborted; `waiting` says what this rank was waiting
+    /// for, e.g. `"rank 1 (tag 2) at 2F5"`.
+    template <class... What>
+    void throw_if_aborted(const What&... waiting) {
+        if (!aborted()) return;
+        if (aborted_by == rank)
+            throw aborted_error(concat("paci::mpi_communicator: rank ", rank, " stopped waiting for ", waiting...,
+                                       ": this rank aborted the job: ", why));
+        throw aborted_error(concat("paci::mpi_communicator: rank ", rank, " stopped waiting for ", waiting...,
+                                   ": rank ", aborted_by, " aborted the job: ", why));
+    }
+
+    /// Records the abort and sends a notice carrying `text` to every other rank (once).
+    void abort(std::string text) noexcept {
+        if (notices_sent) return;
+        notices_sent = true;
+        if (text.size() >= static_cast<std::size_t>(mpi_notice_bytes)) text.resize(mpi_notice_bytes - 1);
+        try {
+            if (!aborted()) {
+                aborted_by = rank;
+                why = text;
+            }
+            auto shared = std::make_shared<std::string>(std::move(text));
+            for (int peer = 0; peer < size; ++peer) {
+                if (peer == rank) continue;
+                notice n{MPI_REQUEST_NULL, shared};
+                // A small message: sent eagerly, so the send completes without the peer.
+                if (MPI_Isend(shared->data(), static_cast<int>(shared->size()), MPI_CHAR, peer, mpi_notice_tag,
+                              control, &n.request) == MPI_SUCCESS)
+                    notices_out.push_back(std::move(n));
+            }
+        } catch (...) { // out of memory: the peers' timeouts remain
         }
     }
 
@@ -248,7 +350,7 @@ struct mpi_state {
 
     /// Keeps the buffer of a completed send for a later receive.
     void recycle(std::unique_ptr<Buffer> b) {
-        if (b && spares.size() < options.recycled_buffers) spares.push_back(std::move(b));
+        if (b) static_cast<void>(spares.keep(std::move(b)));
     }
 
     /// A buffer of `n` elements: a spare one holding between `n` and `2n` (so reuse never more than
@@ -258,20 +360,15 @@ struct mpi_state {
             if constexpr (requires { b.capacity(); }) return static_cast<std::size_t>(b.capacity());
             else return static_cast<std::size_t>(std::ranges::size(b));
         };
-        auto best = spares.end();
-        for (auto it = spares.begin(); it != spares.end(); ++it) {
-            const std::size_t have = std::ranges::size(**it);
-            if (have >= n && kept(**it) <= 2 * n + 4096 / sizeof(element) &&
-                (best == spares.end() || have < std::ranges::size(**best)))
-                best = it;
-        }
         std::unique_ptr<Buffer> b;
-        if (best != spares.end()) {
-            b = std::move(*best);
-            spares.erase(best);
-        } else {
+        if (auto spare = spares.take_smallest(
+                [&](const std::unique_ptr<Buffer>& spare_buffer) {
+                    return std::ranges::size(*spare_buffer) >= n && kept(*spare_buffer) <= 2 * n + 4096 / sizeof(element);
+                },
+                [](const std::unique_ptr<Buffer>& spare_buffer) { return std::ranges::size(*spare_buffer); }))
+            b = std::move(*spare);
+        else
             b = std::make_unique<Buffer>();
-        }
         b->resize(n); // shrinking a spare writes nothing
         return b;
     }
@@ -325,11 +422,24 @@ struct mpi_state {
     MPI_Comm comm;
     std::function<std::size_t(int, int)> max_elements; ///< empty: probe for the size
     mpi_options options;
-    std::vector<std::unique_ptr<Buffer>> spares; ///< buffers of completed sends, for receives
+    detail::recycler<std::unique_ptr<Buffer>> spares; ///< buffers of completed sends, for receives
     int rank = 0;
     int size = 0;
     std::map<std::pair<int, int>, channel> channels;
     std::vector<orphan> orphans;
+
+    /// A sent abort notice: MPI reads `text` until the send completes.
+    struct notice {
+        MPI_Request request = MPI_REQUEST_NULL;
+        std::shared_ptr<std::string> text;
+    };
+    MPI_Comm control = MPI_COMM_NULL;     ///< `MPI_Comm_dup(comm)`: abort notices, the start-up agreement
+    std::array<char, mpi_notice_bytes> notice_in{};
+    MPI_Request notice_request = MPI_REQUEST_NULL; ///< the receive of the first abort notice
+    std::vector<notice> notices_out;
+    bool notices_sent = false;
+    int aborted_by = -1; ///< the rank that aborted the job, -1 while it runs
+    std::string why;     ///< that rank's reason
 };
 
 } // namespace detail
@@ -342,14 +452,28 @@ struct mpi_state {
 /// - Order: messages with the same (peer, tag) are received in the order they were sent (MPI's
 ///   non-overtaking rule), and handed to receive requests in the order the requests were made,
 ///   whichever request is tested or waited on first.
-/// - Timeouts: `wait(timeout)` polls (see `mpi_options`) until a deadline and then throws
-///   `timeout_error` naming this rank, the peer, the tag and the action given to `isend`/`irecv`.
+/// - Timeouts: `wait(timeout)` polls (see `mpi_options` for its wake-up latency and CPU cost) until
+///   a deadline and then throws `timeout_error` naming this rank, the peer, the tag and the action
+///   given to `isend`/`irecv`.
 /// - Errors: the constructor sets `MPI_ERRORS_RETURN` on the communicator (so it no longer aborts
 ///   on error for other users of it either); every failing MPI call becomes `transport_error`
 ///   carrying the MPI error code and `MPI_Error_string`.
-/// - Failure: `abort(why)` ends every process of the job (`MPI_Abort`), which is how a failing rank
-///   stops the others under MPI; a peer that dies is noticed by the launcher (which ends the job)
-///   or, failing that, by the survivors' timeouts.
+/// - Failure: `abort(why)` notifies every other rank and returns; from then on every wait, on every
+///   rank, throws `aborted_error` carrying `why` (within its timeout: waits look for the notice at
+///   every test), so every rank's caller can `catch`. `terminate(why)` ends every process instead
+///   (`MPI_Abort`). A peer that dies is noticed by the launcher (which ends the job) or, failing
+///   that, by the survivors' timeouts.
+/// - Construction is collective over `comm`, like `MPI_Comm_dup` (which it calls: a private
+///   duplicate carries the abort notices and the start-up agreement, so they never meet the user's
+///   messages): every rank constructs its communicators in the same order.
+/// - Ending a job after a failure: destroy the communicator (its last copy and requests) on every
+///   rank before `MPI_Finalize`. The destructor cancels the pending receive of abort notices,
+///   receives notices still queued, frees the duplicate, and frees requests still pending (their
+///   buffers leak, since MPI may still use them), so that `MPI_Finalize` does not wait on this
+///   communicator's traffic. A communicator destroyed after `MPI_Finalize` only leaks. To go on
+///   working on the same processes after an abort (a new executor, say), make the new communicator
+///   over a fresh `MPI_Comm_dup` of `comm`: messages of the aborted run may still be in flight on
+///   `comm`, and would be received as the new run's.
 /// - Lifetime: does not own the `MPI_Comm`, which must outlive the communicator and its requests.
 ///   Copies share their matching state; two communicators made separately over the same `MPI_Comm`
 ///   must not use the same tags (or use `MPI_Comm_dup`). A request destroyed before it completes
@@ -409,10 +533,13 @@ public:
             return done != 0;
         }
         /// Blocks until the send completes.
-        /// \throws timeout_error after `timeout`; transport_error when MPI reports a failure.
+        /// \throws aborted_error once the job is aborted (`mpi_communicator::abort`, here or on any
+        /// rank); timeout_error after `timeout`; transport_error when MPI reports a failure.
         void wait(std::chrono::nanoseconds timeout) {
-            detail::mpi_poll(state_->options, timeout, [this] { return test(); },
-                             [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
+            detail::mpi_poll(
+                state_->options, timeout, [this] { return test(); },
+                [this] { state_->throw_if_aborted("rank ", peer_, " to take a message (tag ", tag_, ") at ", at_); },
+                [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
         }
 
     private:
@@ -484,12 +611,15 @@ public:
             return true;
         }
         /// Blocks until the data arrives and returns it.
-        /// \throws timeout_error after `timeout`; transport_error when MPI reports a failure.
+        /// \throws aborted_error once the job is aborted (`mpi_communicator::abort`, here or on any
+        /// rank); timeout_error after `timeout`; transport_error when MPI reports a failure.
         [[nodiscard]] Buffer wait(std::chrono::nanoseconds timeout) {
             PACI_ASSERT(phase_ != phase::taken, "paci::mpi_communicator: wait on a receive already taken");
             if (phase_ == phase::taken) return Buffer{};
-            detail::mpi_poll(state_->options, timeout, [this] { return test(); },
-                             [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
+            detail::mpi_poll(
+                state_->options, timeout, [this] { return test(); },
+                [this] { state_->throw_if_aborted("rank ", peer_, " (tag ", tag_, ") at ", at_); },
+                [&] { throw timeout_error(state_->rank, peer_, tag_, at_, timeout); });
             phase_ = phase::taken;
             Buffer out = std::move(*buffer_);
             buffer_.reset();
@@ -568,15 +698,21 @@ public:
         return r;
     }
 
-    /// Every rank presents `fingerprint` (`MPI_Iallgather`); all must agree.
-    /// \throws config_error naming the first rank that differs from rank 0; timeout_error when the
-    /// others do not arrive within `timeout`; transport_error.
+    /// Every rank presents `fingerprint` (`MPI_Iallgather` on the private duplicate); all must agree.
+    /// \throws config_error naming the first rank that differs from rank 0; aborted_error once the
+    /// job is aborted; timeout_error when the others do not arrive within `timeout`; transport_error.
     void agree(std::uint64_t fingerprint, std::chrono::nanoseconds timeout) {
         auto prints = std::make_shared<std::vector<std::uint64_t>>(static_cast<std::size_t>(size()));
         auto mine = std::make_shared<std::uint64_t>(fingerprint);
         MPI_Request request = MPI_REQUEST_NULL;
-        detail::mpi_check(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, prints->data(), 1, MPI_UINT64_T, comm(), &request),
+        detail::mpi_check(MPI_Iallgather(mine.get(), 1, MPI_UINT64_T, prints->data(), 1, MPI_UINT64_T,
+                                         state_->control, &request),
                           "MPI_Iallgather");
+        // The collective may still write into the buffers after an early exit: keep them alive.
+        const auto abandon = [&] {
+            state_->orphans.push_back(
+                {request, std::make_shared<std::pair<decltype(prints), decltype(mine)>>(prints, mine), true});
+        };
         detail::mpi_poll(
             state_->options, timeout,
             [&] {
@@ -585,28 +721,47 @@ public:
                 return done != 0;
             },
             [&] {
-                // The collective is still running and may write into the buffers: keep them alive.
-                state_->orphans.push_back({request, std::make_shared<std::pair<decltype(prints), decltype(mine)>>(prints, mine)});
-                throw timeout_error(rank(), -1, -1, action{}, timeout);
+                if (!state_->aborted()) return;
+                abandon();
+                state_->throw_if_aborted("the start-up agreement");
+            },
+            [&] {
+                abandon();
+                throw timeout_error(rank(), -1, "the start-up agreement", timeout);
             });
-        const auto& p = *prints;
-        for (std::size_t r = 1; r < p.size(); ++r)
-            if (p[r] != p[0])
-                detail::config_fail("executor", "configuration of rank", r,
-                                    detail::concat("differs from rank 0's (different policy, stage count or "
-                                                   "micro-batch count; fingerprints ",
-                                                   p[r], " and ", p[0], ")"));
+        detail::require_same_fingerprints(*prints);
+    }
+
+    /// Stops every rank's waits without ending any process: records the abort here and sends a
+    /// notice carrying `why` (cut to 4095 bytes) to every other rank, then returns. From then on,
+    /// every `wait` of this communicator (and its copies and requests) on every rank, and every
+    /// `agree`, throws `aborted_error` whose message names the rank that aborted and contains `why`;
+    /// a rank that is computing sees it at its next wait. The executor calls this when a stage or
+    /// the transport fails on its rank (`why` = "rank R failed at <action>: <what>"), then throws
+    /// `pipeline_error` to its caller. Only the first call sends; errors are ignored (the peers'
+    /// timeouts remain). Never blocks.
+    void abort(const char* why) noexcept {
+        std::string text;
+        try {
+            text = why ? why : "";
+        } catch (...) { // out of memory: an empty notice still stops the waits
+        }
+        state_->abort(std::move(text));
     }
 
     /// Ends every process of the job: prints `why` with this rank to standard error and calls
-    /// `MPI_Abort` (exit status 1). This is how a failing rank stops the others under MPI: their
-    /// waits end because their processes end, so they never see an `aborted_error`.
-    [[noreturn]] void abort(const char* why) noexcept {
-        std::fprintf(stderr, "paci::mpi_communicator: rank %d aborts the job: %s\n", rank(), why ? why : "");
+    /// `MPI_Abort` (exit status 1). For a rank that cannot return to its caller; the executor calls
+    /// it in place of `abort` with `executor_options::kill_job_on_failure`.
+    [[noreturn]] void terminate(const char* why) noexcept {
+        std::fprintf(stderr, "paci::mpi_communicator: rank %d terminates the job: %s\n", rank(), why ? why : "");
         std::fflush(stderr);
         MPI_Abort(state_->comm, 1);
         std::abort(); // MPI_Abort does not return; if it ever did, the process must still end
     }
+
+    /// True once the job is aborted (by `abort` on this rank, or a notice from another), looking
+    /// for a notice without waiting.
+    [[nodiscard]] bool aborted() { return state_->aborted(); }
 
 private:
     std::shared_ptr<state_type> state_;
