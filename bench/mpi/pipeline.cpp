@@ -4,7 +4,7 @@
 //
 // Every stage spins (does not sleep) 200 us per forward and 400 us per backward and passes 1024
 // floats along. For each accumulation a (default 2 4 8 16), each wait rhythm (default: all three)
-// and each policy, one executor runs `updates` updates (a x updates micro-batches) and drains,
+// and each policy, one executor runs `updates` updates as a training loop (`run(a)` per update) and drains,
 // `repetitions` times, the policies alternating so that both see the same machine state. The
 // report gives the fastest and the median wall time (rank 0, from a barrier before the run to a
 // barrier after it; on a shared machine other processes only ever add time, so the fastest is the
@@ -37,6 +37,8 @@
 #include <paci/runtime/executor.hpp>
 #include <paci/sim/simulate.hpp>
 
+#include "support/busy_stage.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -51,29 +53,11 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using buffer = std::vector<float>;
 constexpr std::size_t buffer_floats = 1024;
-constexpr auto forward_time = std::chrono::microseconds(200);
-constexpr auto backward_time = std::chrono::microseconds(400);
+constexpr auto forward_time = paci_bench::busy_stage<buffer_floats>::forward_time;
+constexpr auto backward_time = paci_bench::busy_stage<buffer_floats>::backward_time;
 constexpr auto patience = std::chrono::seconds(60);
 
-struct busy_stage {
-    using buffer_type = buffer;
-    static void spin(clock_type::duration d) {
-        const auto end = clock_type::now() + d;
-        while (clock_type::now() < end) {
-        }
-    }
-    buffer_type forward(int, buffer_type in) {
-        spin(forward_time);
-        if (in.empty()) in.assign(buffer_floats, 1.0f);
-        return in;
-    }
-    buffer_type backward(int, buffer_type g) {
-        spin(backward_time);
-        if (g.empty()) g.assign(buffer_floats, 1.0f);
-        return g;
-    }
-    void step() {}
-};
+using busy_stage = paci_bench::busy_stage<buffer_floats>;
 
 double seconds_since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
@@ -157,12 +141,13 @@ struct runner {
         o.record = false;
         return o;
     }
-    /// Seconds for `n` micro-batches and the drain, from a barrier to a barrier.
-    double time(int n) {
+    /// Seconds for `updates` updates of `a` micro-batches as a training loop runs them (`run(a)` per
+    /// update, one drain), from a barrier to a barrier.
+    double time(int a, int updates) {
         MPI_Barrier(MPI_COMM_WORLD);
         const auto t0 = clock_type::now();
-        exec.run(n);
-        if constexpr (requires { exec.drain(); }) exec.drain();
+        for (int u = 0; u < updates; ++u) exec.run(a);
+        exec.drain();
         MPI_Barrier(MPI_COMM_WORLD);
         double s = seconds_since(t0);
         MPI_Bcast(&s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
@@ -237,13 +222,12 @@ int main(int argc, char** argv) {
             const paci::paci_policy<> paci{.stages = P, .microbatches = a};
             runner<paci::one_f_one_b<>> f(flush, r.options);
             runner<paci::paci_policy<>> p(paci, r.options);
-            const int n = a * updates;
-            f.time(a); // warm-up: the start-up agreement, first allocations
-            p.time(a);
+            f.time(a, 1); // warm-up: the start-up agreement, first allocations
+            p.time(a, 1);
             std::vector<double> tf, tp;
             for (int k = 0; k < reps; ++k) {
-                tf.push_back(f.time(n));
-                tp.push_back(p.time(n));
+                tf.push_back(f.time(a, updates));
+                tp.push_back(p.time(a, updates));
             }
             const double mf = fastest(tf) * 1e3, mp = fastest(tp) * 1e3;
             const double df = median(tf) * 1e3, dp = median(tp) * 1e3;

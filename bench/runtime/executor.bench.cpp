@@ -43,6 +43,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "support/busy_stage.hpp"
+
 #include <sys/resource.h>
 
 #include <chrono>
@@ -283,31 +285,10 @@ BENCHMARK(BM_baseline_one_thread)->UseManualTime()->Unit(benchmark::kMicrosecond
 
 // ---- timed stages: PACI vs 1F1B-flush, measured and simulated ----------------------------------------
 
-constexpr auto busy_f = std::chrono::microseconds(200);
-constexpr auto busy_b = std::chrono::microseconds(400);
 constexpr int busy_stages = 2;
 constexpr int busy_microbatches = 32; // per training window
 
-/// Spins (does not sleep) for a fixed time per forward and backward.
-struct busy_stage {
-    using buffer_type = buffer;
-    static void spin(clock_type::duration d) {
-        const auto end = clock_type::now() + d;
-        while (clock_type::now() < end) {
-        }
-    }
-    buffer_type forward(int, buffer_type in) {
-        spin(busy_f);
-        if (in.empty()) in.assign(buffer_floats, 1.0f);
-        return in;
-    }
-    buffer_type backward(int, buffer_type g) {
-        spin(busy_b);
-        if (g.empty()) g.assign(buffer_floats, 1.0f);
-        return g;
-    }
-    void step() {}
-};
+using busy_stage = paci_bench::busy_stage<buffer_floats>;
 
 /// Makespan of `busy_microbatches` micro-batches of `policy` under the busy stages' costs, in µs, with
 /// `latency_us` from a send to the data being usable at the receiver.

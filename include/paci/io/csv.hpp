@@ -646,7 +646,7 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
 /// such as `0F2147483646` fail here instead of asking the analyses for gigabytes.
 /// \throws parse_error with the 1-based line and column of the offending cell (a stage on two rows,
 /// a map that fits no row, unequal STEP counts, an index past the text's size, a non-ASCII character
-/// named as `U+XXXX`, a stage count that is not a multiple of the rows, a missing row named by its
+/// named by its code point (`U+FEFF`), a stage count that is not a multiple of the rows, a missing row named by its
 /// rank, all included).
 /// \throws config_error for bad options (a given stage count or map that the rows cannot hold).
 [[nodiscard]] inline imported_schedule parse_csv(std::string_view text, const import_options& options = {}) {
