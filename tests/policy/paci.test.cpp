@@ -230,3 +230,14 @@ TEST_CASE("paci: every generated schedule validates, default and user caps", "[u
         CHECK(paci_test::peak_in_flight(w.ranks[static_cast<std::size_t>(s)], paci::op::B) ==
               std::min(cap[static_cast<std::size_t>(s)], a * N));
 }
+
+TEST_CASE("paci: bounds of a policy with micro-batches near 2^31 do not overflow", "[unit][policy][paci]") {
+    // Found by the API fuzzer (tests/fuzz/findings/api/drift-bound-ceil-div-overflow): ceil((L - 1) / a)
+    // was computed as (L - 1 + a - 1) / a in int.
+    const Paci p{.stages = 15, .microbatches = 2147483647, .steps = 1};
+    REQUIRE_NOTHROW(p.validate());
+    CHECK(p.drift_bound(0) == 1); // ceil(14 / (2^31 - 1))
+    CHECK(p.staleness_bound(0) == 1);
+    CHECK(p.drift_bound(14) == 0);
+    CHECK(Paci{.stages = 15, .microbatches = 4, .steps = 1}.drift_bound(0) == 4); // ceil(14 / 4)
+}

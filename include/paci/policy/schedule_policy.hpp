@@ -73,7 +73,9 @@ concept schedule_policy = std::regular<P> && requires(const P& p, int stage, std
 
 namespace detail {
 
-[[nodiscard]] constexpr int ceil_div(int a, int b) noexcept { return a <= 0 ? 0 : (a + b - 1) / b; }
+/// `ceil(a / b)` for `a >= 0`, `b >= 1`, without forming `a + b - 1` (which overflows for large `b`);
+/// 0 for `a <= 0` or `b <= 0` (an unvalidated policy's bound is never used: callers validate first).
+[[nodiscard]] constexpr int ceil_div(int a, int b) noexcept { return a <= 0 || b <= 0 ? 0 : 1 + (a - 1) / b; }
 
 /// Common checks of micro-batches per update and steps.
 inline void check_counts(std::string_view api, int microbatches, int steps) {
