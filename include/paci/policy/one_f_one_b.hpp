@@ -2,10 +2,12 @@
 /// \file
 /// The 1F1B machine and its synchronous model, 1F1B-flush.
 ///
-/// Every stage follows the same rules (PACI.md): backwards first; a forward only while fewer than
-/// `cap[s]` micro-batches are in flight; an update on every `microbatches`-th local backward. With a
-/// `flush` controller stage 0 also waits for each group to drain (1F1B-flush); with `accumulation` it
-/// does not (PACI); with `stash` or `double_buffer` backwards read stashed weights (PipeDream, 2BW).
+/// Every stage follows the same static order: a forward whenever fewer than `cap[s]` micro-batches
+/// are in flight, otherwise the oldest stored micro-batch's backward (not the reference
+/// implementation's run-time "any waiting gradient first": see `one_f_one_b_stream`); an update on
+/// every `microbatches`-th local backward. With a `flush` controller each stage also waits for its
+/// group to drain before the next group's forwards (1F1B-flush); with `accumulation` it does not
+/// (PACI); with `stash` or `double_buffer` backwards read stashed weights (PipeDream, 2BW).
 
 #include <paci/policy/schedule_policy.hpp>
 #include <paci/version/accumulation.hpp>
