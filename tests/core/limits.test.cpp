@@ -7,6 +7,7 @@
 #include <paci/policy/one_f_one_b.hpp>
 
 #include "support/catch.hpp"
+#include "support/lowerings.hpp"
 #include "support/program_text.hpp"
 
 #include <cstdint>
@@ -42,13 +43,7 @@ TEST_CASE("limits: sizes saturate instead of wrapping, and the message states th
 }
 
 TEST_CASE("fingerprint: equal schedules agree; another lowering, order or count differs", "[unit][core][limits]") {
-    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
-    const paci::schedule eager = paci::lower(compute, paci::lowering::eager);
-    const paci::schedule safe = paci::lower(compute, paci::lowering::rendezvous_safe);
-    // The two lowerings hold the same actions per rank, in other orders.
-    REQUIRE(eager.ranks[0].size() == safe.ranks[0].size());
-    REQUIRE(eager.ranks[1].size() == safe.ranks[1].size());
-    REQUIRE(eager != safe);
+    const auto [compute, eager, safe] = paci_test::lowerings_of_one_schedule();
     CHECK(paci::fingerprint(eager) == paci::fingerprint(paci::lower(compute, paci::lowering::eager)));
     CHECK(paci::fingerprint(eager) != paci::fingerprint(safe));
     CHECK(paci::fingerprint(eager) != paci::fingerprint(compute));

@@ -12,6 +12,7 @@
 
 #include "io/json_reader.hpp"
 #include "support/catch.hpp"
+#include "support/lowerings.hpp"
 #include "support/program_text.hpp"
 
 #include <cstddef>
@@ -211,13 +212,7 @@ TEST_CASE("chrome trace: bad times are configuration errors", "[unit][io][chrome
 
 TEST_CASE("chrome trace: times simulated for another lowering of the same schedule are refused",
           "[unit][io][chrome_trace][errors]") {
-    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
-    const paci::schedule eager = paci::lower(compute, paci::lowering::eager);
-    const paci::schedule safe = paci::lower(compute, paci::lowering::rendezvous_safe);
-    // Same ranks and program lengths, other positions: the sizes alone cannot tell them apart.
-    REQUIRE(eager.ranks[0].size() == safe.ranks[0].size());
-    REQUIRE(eager.ranks[1].size() == safe.ranks[1].size());
-    REQUIRE(eager != safe);
+    const auto [compute, eager, safe] = paci_test::lowerings_of_one_schedule();
     const paci::simulation sim = paci::simulate(eager, paci::cost_model{});
     CHECK_NOTHROW(paci::to_chrome_trace(eager, sim.times));
     REQUIRE_THROWS_WITH(paci::to_chrome_trace(safe, sim.times),

@@ -12,6 +12,7 @@
 #include <paci/policy/zero_bubble.hpp>
 
 #include "support/catch.hpp"
+#include "support/lowerings.hpp"
 #include "support/program_text.hpp"
 
 #include <cmath>
@@ -239,12 +240,7 @@ TEST_CASE("svg: bad options are configuration errors", "[unit][io][svg]") {
 
 TEST_CASE("svg: times simulated for another lowering of the same schedule are refused", "[unit][io][svg][errors]") {
     // The README's example drew the eager lowering's simulated times on the rendezvous-safe lowering.
-    const paci::schedule compute = paci::one_f_one_b<>{.stages = 2, .microbatches = 3, .steps = 1}.generate();
-    const paci::schedule eager = paci::lower(compute, paci::lowering::eager);
-    const paci::schedule safe = paci::lower(compute, paci::lowering::rendezvous_safe);
-    REQUIRE(eager.ranks[0].size() == safe.ranks[0].size());
-    REQUIRE(eager.ranks[1].size() == safe.ranks[1].size());
-    REQUIRE(eager != safe);
+    const auto [compute, eager, safe] = paci_test::lowerings_of_one_schedule();
     const paci::simulation sim = paci::simulate(eager, paci::cost_model{});
     CHECK_NOTHROW(paci::to_svg(eager, sim.times));
     CHECK_NOTHROW(paci::to_svg(safe, paci::simulate(safe, paci::cost_model{}).times));
