@@ -50,10 +50,19 @@ inline constexpr int op_count = 10;
 
 /// One operation: (op, stage, micro-batch). For `STEP` the index is the update's ordinal at that stage.
 /// Small and trivially copyable; schedules store them densely per rank.
+///
+/// **Overlapped pairs.** `overlap_next` set on a forward `F` makes it and the next action of the same
+/// rank's program, a backward (`B` or `I`) of another (stage, micro-batch), one overlapped pair: the
+/// rank may run the two concurrently (PyTorch's `OVERLAP_F_B`, written `(0F7;7B3)OVERLAP_F_B`, as
+/// DualPipe does to hide communication behind compute). Running them one after the other, forward
+/// first, is always a correct execution of the pair; analyses that do not model overlap read the pair
+/// that way. The members take no communication between them: a lowered program receives both inputs
+/// before the pair and sends both outputs after it. `validate()` checks the pair's form.
 struct action {
     std::int32_t microbatch = 0; ///< micro-batch index (or update ordinal for STEP)
     std::int16_t stage = 0;      ///< global (virtual) stage index
     op kind = op::F;
+    bool overlap_next = false;   ///< this F and the next action (a backward) form an overlapped pair
 
     constexpr action() = default;
     constexpr action(op k, int s, int m) noexcept
@@ -68,12 +77,23 @@ static_assert(sizeof(action) <= 8);
 /// Largest stage index an action can carry.
 inline constexpr int max_stages = std::numeric_limits<std::int16_t>::max();
 
-/// `3F12`, `0SEND_B4`, `2STEP1`.
+/// The action with `overlap_next` set: the forward that opens an overlapped pair.
+[[nodiscard]] constexpr action overlapped(action forward) noexcept {
+    forward.overlap_next = true;
+    return forward;
+}
+
+/// `3F12`, `0SEND_B4`, `2STEP1` (one action alone: the pair flag is not printed; see `to_string(action, action)`).
 [[nodiscard]] inline std::string to_string(const action& a) {
     std::string out = std::to_string(a.stage);
     out += to_string(a.kind);
     out += std::to_string(a.microbatch);
     return out;
+}
+
+/// An overlapped pair as PyTorch writes it: `(0F7;7B3)OVERLAP_F_B`.
+[[nodiscard]] inline std::string to_string(const action& forward, const action& backward) {
+    return "(" + to_string(forward) + ";" + to_string(backward) + ")OVERLAP_F_B";
 }
 
 inline std::ostream& operator<<(std::ostream& os, const action& a) { return os << to_string(a); }
@@ -89,22 +109,6 @@ inline std::size_t parse_index(std::string_view text, std::size_t pos, std::int6
     const auto res = std::from_chars(text.data() + pos, text.data() + end, value);
     if (res.ec != std::errc{}) return std::string_view::npos; // too large for 64 bits
     return end - pos;
-}
-
-/// The peer of a communication action: SEND_F/RECV_B talk to the next stage, SEND_B/RECV_F to the previous.
-[[nodiscard]] constexpr int comm_peer_stage(const action& a) noexcept {
-    return (a.kind == op::SEND_F || a.kind == op::RECV_B) ? a.stage + 1 : a.stage - 1;
-}
-
-/// The action at the other end of a SEND or RECV.
-[[nodiscard]] constexpr action comm_partner(const action& a) noexcept {
-    switch (a.kind) {
-    case op::SEND_F: return {op::RECV_F, a.stage + 1, a.microbatch};
-    case op::RECV_F: return {op::SEND_F, a.stage - 1, a.microbatch};
-    case op::SEND_B: return {op::RECV_B, a.stage - 1, a.microbatch};
-    case op::RECV_B: return {op::SEND_B, a.stage + 1, a.microbatch};
-    default: return a;
-    }
 }
 
 } // namespace detail

@@ -3,6 +3,7 @@
 /// The schedule container: one dense action list per rank.
 
 #include <paci/core/action.hpp>
+#include <paci/core/dataflow.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/limits.hpp>
 #include <paci/core/shape.hpp>
@@ -72,6 +73,7 @@ struct schedule {
         mix(prog.size());
         for (const action& a : prog)
             mix((static_cast<std::uint64_t>(static_cast<std::uint32_t>(a.microbatch)) << 32) |
+                (static_cast<std::uint64_t>(a.overlap_next ? 1U : 0U) << 24) |
                 (static_cast<std::uint64_t>(static_cast<std::uint16_t>(a.stage)) << 8) | static_cast<std::uint64_t>(a.kind));
     }
     h ^= h >> 33;
@@ -101,13 +103,21 @@ inline void check_schedule(std::string_view api, const schedule& s) {
 
 } // namespace detail
 
-/// One line per rank: `rank 0: 0F0 0F1 0B0 ...`.
+/// One line per rank: `rank 0: 0F0 0F1 0B0 ...`; an overlapped pair prints as `(0F7;7B3)OVERLAP_F_B`.
 inline std::ostream& operator<<(std::ostream& os, const schedule& s) {
     os << "schedule{" << s.policy << ", " << s.shape << ", .microbatches = " << s.microbatches
        << ", .steps = " << s.steps << "}\n";
     for (std::size_t r = 0; r < s.ranks.size(); ++r) {
         os << "rank " << r << ":";
-        for (const auto& a : s.ranks[r]) os << ' ' << a;
+        const auto& prog = s.ranks[r];
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            if (prog[p].overlap_next && p + 1 < prog.size()) {
+                os << ' ' << to_string(prog[p], prog[p + 1]);
+                ++p;
+            } else {
+                os << ' ' << prog[p];
+            }
+        }
         os << '\n';
     }
     return os;
