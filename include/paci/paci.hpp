@@ -18,6 +18,8 @@
 
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
 #include <paci/policy/pipedream.hpp>
