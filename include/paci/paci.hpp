@@ -16,6 +16,7 @@
 #include <paci/version/stash.hpp>
 #include <paci/version/version_controller.hpp>
 
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
 #include <paci/policy/interleaved_zero_bubble.hpp>
@@ -25,6 +26,7 @@
 #include <paci/policy/pipedream.hpp>
 #include <paci/policy/program.hpp>
 #include <paci/policy/schedule_policy.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/policy/zero_bubble.hpp>
 
 #include <paci/analysis/analyze.hpp>

@@ -7,11 +7,15 @@
 #include <paci/analysis/memory.hpp>
 #include <paci/analysis/replay.hpp>
 #include <paci/core/lower.hpp>
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
 #include <paci/policy/pipedream.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/policy/zero_bubble.hpp>
 #include <paci/sim/simulate.hpp>
 
@@ -113,8 +117,10 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
     return std::max(1, detail::ceil_div(stages - 1, drift_budget));
 }
 
-/// Ranks the built-in policies for `req` by modelled time per micro-batch. With ranks < stages only
-/// interleaved 1F1B fits (chunks = stages / ranks); otherwise GPipe, 1F1B-flush, ZB-H1, ZB-H2,
+/// Ranks the built-in policies for `req` by modelled time per micro-batch. With ranks < stages the
+/// multi-stage policies fit (chunks = stages / ranks): interleaved 1F1B, looped BFS, interleaved
+/// zero-bubble, and with two chunks ZB-V and DualPipeV; a policy whose validate() refuses the request
+/// is listed as rejected with its reason. Otherwise GPipe, 1F1B-flush, ZB-H1, ZB-H2,
 /// PipeDream, PipeDream-2BW and PACI (perf and recompute), PACI with the smallest accumulation factor
 /// that meets the drift budget (or `microbatches` without one).
 /// \throws config_error for impossible requests (bad shape, costs, or counts).
@@ -149,6 +155,19 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
     plan out;
     const auto add = [&](const auto& policy) { out.candidates.push_back(detail::evaluate(policy, req)); };
     const int flush_steps = 4;
+    // A policy whose own validate() refuses the request is listed, rejected with its reason.
+    const auto add_or_reject = [&](const auto& policy) {
+        try {
+            policy.validate();
+        } catch (const config_error& e) {
+            plan_candidate c;
+            c.policy = detail::concat(policy);
+            c.rejected_because.emplace_back(e.what());
+            out.candidates.push_back(std::move(c));
+            return;
+        }
+        add(policy);
+    };
     if (R < P) {
         const int V = P / R;
         if (M % R == 0) add(interleaved_one_f_one_b{.ranks = R, .chunks = V, .microbatches = M, .steps = flush_steps});
@@ -157,6 +176,12 @@ plan_candidate evaluate(const Policy& policy, const plan_request& req) {
             c.policy = detail::concat("interleaved_one_f_one_b{.ranks = ", R, ", .chunks = ", V, ", .microbatches = ", M, "}");
             c.rejected_because.push_back(detail::concat("microbatches (", M, ") must be a multiple of ranks (", R, ")"));
             out.candidates.push_back(c);
+        }
+        add_or_reject(looped_bfs{.ranks = R, .chunks = V, .microbatches = M, .steps = flush_steps});
+        add_or_reject(interleaved_zero_bubble{.ranks = R, .chunks = V, .microbatches = M, .steps = flush_steps});
+        if (V == 2) { // the V placement: stages r and 2R-1-r on rank r
+            add_or_reject(zb_v{.ranks = R, .microbatches = M, .steps = flush_steps});
+            add_or_reject(dualpipe_v{.ranks = R, .microbatches = M, .steps = flush_steps});
         }
     } else {
         add(gpipe<>{.stages = P, .microbatches = M, .steps = flush_steps});
