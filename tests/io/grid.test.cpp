@@ -79,3 +79,29 @@ TEST_CASE("grid: edge shapes", "[unit][io][grid]") {
         CHECK(paci::to_grid(paci::lower(s)) == paci::to_grid(s));
     }
 }
+
+TEST_CASE("grid: an overlapped pair takes one step, printed as PyTorch prints it", "[unit][io][grid]") {
+    using paci::op;
+    // Rank 0: 0F0, the pair (0F1;0B0), 0B1; rank 1: 1F0 1B0 1F1 1B1. Rank 0's column is as wide as
+    // the pair's cell, "(0F1;0B0)OVERLAP_F_B" (20); rank 1's as the step label (6).
+    const paci::schedule s = two_ranks({{op::F, 0, 0}, paci::overlapped({op::F, 0, 1}), {op::B, 0, 0}, {op::B, 0, 1}},
+                                       {{op::F, 1, 0}, {op::B, 1, 0}, {op::F, 1, 1}, {op::B, 1, 1}});
+    const std::string expected = "        Rank 0               Rank 1\n"
+                                 "Step 0: 0F0                  1F0   \n"
+                                 "Step 1: (0F1;0B0)OVERLAP_F_B 1B0   \n"
+                                 "Step 2: 0B1                  1F1   \n"
+                                 "Step 3:                      1B1   \n";
+    CHECK(paci::to_grid(s) == expected);
+
+    SECTION("communication around the pair stays out of the compute view and takes its own steps in the full one") {
+        paci::schedule lowered = s;
+        auto& r0 = lowered.ranks[0];
+        r0.insert(r0.begin() + 1, paci::action{op::RECV_B, 0, 0});
+        r0.insert(r0.begin() + 4, paci::action{op::SEND_F, 0, 1});
+        CHECK(paci::to_grid(lowered) == expected);
+        const std::string full = paci::to_grid(lowered, {.communication = true});
+        CHECK(full.find("Step 1: 0RECV_B0             1B0   \n") != std::string::npos);
+        CHECK(full.find("Step 2: (0F1;0B0)OVERLAP_F_B 1F1   \n") != std::string::npos);
+        CHECK(full.find("Step 3: 0SEND_F1             1B1   \n") != std::string::npos);
+    }
+}

@@ -5,8 +5,10 @@
 ///
 /// The format is what `torch.distributed.pipelining` writes with `_dump_csv` and reads with
 /// `_load_csv`: no header, row r is rank r's program, one action per cell in PyTorch's action text
-/// (`0F0`, `1B3`, `2I0`, `2W0`, `0SEND_F0`, `1RECV_B1`), an empty cell is an idle slot, and lines end
-/// in CRLF (Python's csv module). paci adds `R` (recompute) and `STEP` (optimizer update).
+/// (`0F0`, `1B3`, `2I0`, `2W0`, `0SEND_F0`, `1RECV_B1`), an overlapped forward and backward as one
+/// cell (`(0F7;7B3)OVERLAP_F_B`), an empty cell is an idle slot, and lines end in CRLF (Python's csv
+/// module). paci adds `R` (recompute) and `STEP` (optimizer update), which PyTorch cannot read: the
+/// layout-free export leaves them out unless asked (`csv_updates`).
 
 #include <paci/core/action.hpp>
 #include <paci/core/error.hpp>
@@ -96,11 +98,42 @@ struct imported_schedule {
     friend bool operator==(const imported_schedule&, const imported_schedule&) = default;
 };
 
+/// How `export_csv(schedule, options)` writes what PyTorch 2.11 has no action for: paci's optimizer
+/// update `STEP` and, with it, the recompute `R`.
+///
+/// PyTorch updates the weights outside its schedule (`optimizer.step()` after `schedule.step()`); the
+/// nearest it writes is `sREDUCE_GRAD` (no micro-batch), which its schedules place right after the
+/// stage's last backward of the step, where the stage's gradient accumulation ends. PyTorch has no
+/// recompute action either: it recomputes inside its backward when the stage's module uses
+/// activation checkpointing (`torch.utils.checkpoint`), so paci's separate `R` before a backward has
+/// no cell of its own there; the PyTorch forms leave it out, and the stage's module is checkpointed
+/// to get the same memory behaviour.
+enum class csv_updates : std::uint8_t {
+    /// PyTorch's form (the default): no cell for a STEP or an R. A flushed schedule's update maps to
+    /// nothing, as in PyTorch's own compute-only files before `REDUCE_GRAD` is added.
+    omit,
+    /// PyTorch's form: each stage's STEP as `sREDUCE_GRAD` in its place, no cell for an R. Only where
+    /// that is faithful: every stage has exactly one STEP and none of its compute after it on its
+    /// rank (a one-update flushed schedule); otherwise `export_csv` throws `config_error` naming the
+    /// stage.
+    reduce_grad,
+    /// paci's own form (explicit opt-in): `sSTEPk` and `sRk` cells. PyTorch's reader refuses the
+    /// text; `import_csv` reads it back to the same schedule.
+    step,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(csv_updates u) noexcept {
+    return u == csv_updates::omit ? "omit" : u == csv_updates::reduce_grad ? "reduce_grad" : "step";
+}
+inline std::ostream& operator<<(std::ostream& os, csv_updates u) { return os << to_string(u); }
+
 /// How `export_csv` writes a schedule that has no layout of its own.
 struct export_options {
     csv_dialect dialect = csv_dialect::modern; ///< `automatic` writes `modern`
     line_ending newline = line_ending::crlf;
     bool final_newline = true;
+    /// STEP and R cells: left out (PyTorch's form, the default), STEP as `REDUCE_GRAD`, or paci's own.
+    csv_updates updates = csv_updates::omit;
     friend bool operator==(const export_options&, const export_options&) = default;
 };
 
@@ -110,6 +143,9 @@ namespace detail {
 inline constexpr op legacy_full_backward = static_cast<op>(op_count);
 
 inline constexpr std::array<std::string_view, 3> pytorch_only_ops{"UNSHARD", "RESHARD", "REDUCE_GRAD"};
+
+/// What follows an overlapped pair's `)`: PyTorch's computation type of the group.
+inline constexpr std::string_view overlap_suffix = "OVERLAP_F_B";
 
 /// U+FEFF in UTF-8: what Excel and Python's `utf-8-sig` codec put before the first row.
 inline constexpr std::string_view utf8_byte_order_mark = "\xEF\xBB\xBF";
@@ -158,6 +194,7 @@ private:
     std::int64_t max_microbatch_ = -1;
     text_location first_bw_{};
     text_location first_i_{};
+    text_location first_group_{};     ///< the first overlapped pair: modern names, like `I`
     std::int64_t actions_ = 0;        ///< actions read (the text's own size, for the index limits)
     text_location max_stage_at_{};    ///< the first cell holding the largest stage
     text_location max_microbatch_at_{};
@@ -250,44 +287,129 @@ private:
                                               " in a cell"),
                            line, column + k);
         }
-        if (cell.front() == '(') fail(0, "overlapped actions (OVERLAP_F_B) are not supported");
-        // Shape of the token: digits, op letters, digits.
-        std::size_t d = 0;
-        while (d < cell.size() && is_digit(cell[d])) ++d;
-        std::size_t e = d;
-        while (e < cell.size() && is_op_char(cell[e])) ++e;
-        std::size_t f = e;
-        while (f < cell.size() && is_digit(cell[f])) ++f;
-        // PyTorch prints plain integers; a leading zero would not survive a round trip.
-        if (d > 1 && cell[0] == '0') fail(0, "leading zero in the stage number");
-        if (f - e > 1 && cell[e] == '0') fail(e, "leading zero in the micro-batch number");
-        const std::string_view name = cell.substr(d, e - d);
+        if (cell.front() == '(') [[unlikely]] {
+            read_group(cell, row, line, column);
+            return;
+        }
+        const token_shape t = shape_of(cell);
+        check_leading_zeros(cell, t, fail);
+        const std::string_view name = cell.substr(t.digits, t.name_end - t.digits);
 
-        if (d > 0) {
-            for (const auto pt : pytorch_only_ops) {
-                if (name != pt) continue;
-                if (!opt_.pytorch_ops)
-                    fail(d, concat("PyTorch op ", name, " has no paci equivalent (import_options::pytorch_ops is off)"));
-                if (e != cell.size()) fail(e, concat("unexpected trailing characters (", name, " takes no micro-batch)"));
-                std::int64_t stage = 0;
-                if (parse_index(cell, 0, stage) == std::string_view::npos || stage >= max_stages)
-                    fail(0, "stage number out of range");
-                extras.push_back({index, std::string(cell)});
-                return;
-            }
+        if (t.digits > 0 && is_pytorch_only(name)) {
+            if (!opt_.pytorch_ops)
+                fail(t.digits, concat("PyTorch op ", name, " has no paci equivalent (import_options::pytorch_ops is off)"));
+            if (t.name_end != cell.size())
+                fail(t.name_end, concat("unexpected trailing characters (", name, " takes no micro-batch)"));
+            std::int64_t stage = 0;
+            if (parse_index(cell, 0, stage) == std::string_view::npos || stage >= max_stages)
+                fail(0, "stage number out of range");
+            extras.push_back({index, std::string(cell)});
+            return;
         }
 
         action a;
         if (name == "BW") {
             if (opt_.dialect == csv_dialect::modern)
-                fail(d, "op 'BW' is the legacy dialect's full backward, but import_options::dialect is modern");
-            a = parse_legacy_full_backward(cell, d, e, fail);
+                fail(t.digits, "op 'BW' is the legacy dialect's full backward, but import_options::dialect is modern");
+            a = parse_legacy_full_backward(cell, t.digits, t.name_end, fail);
             if (first_bw_.line == 0) first_bw_ = {line, column};
         } else {
             a = parse_action(cell, line, column);
-            if (a.kind == op::I && first_i_.line == 0) first_i_ = {line, column + d};
+            if (a.kind == op::I && first_i_.line == 0) first_i_ = {line, column + t.digits};
         }
         record(a, row, line, column);
+    }
+
+    /// Where a plain token's parts end: `digits` stage digits, op letters up to `name_end`, then
+    /// micro-batch digits up to `end`.
+    struct token_shape {
+        std::size_t digits = 0;
+        std::size_t name_end = 0;
+        std::size_t end = 0;
+    };
+
+    [[nodiscard]] static token_shape shape_of(std::string_view cell) noexcept {
+        token_shape t;
+        while (t.digits < cell.size() && is_digit(cell[t.digits])) ++t.digits;
+        t.name_end = t.digits;
+        while (t.name_end < cell.size() && is_op_char(cell[t.name_end])) ++t.name_end;
+        t.end = t.name_end;
+        while (t.end < cell.size() && is_digit(cell[t.end])) ++t.end;
+        return t;
+    }
+
+    /// PyTorch prints plain integers; a leading zero would not survive a round trip.
+    template <class Fail>
+    static void check_leading_zeros(std::string_view cell, const token_shape& t, const Fail& fail) {
+        if (t.digits > 1 && cell[0] == '0') fail(0, "leading zero in the stage number");
+        if (t.end - t.name_end > 1 && cell[t.name_end] == '0') fail(t.name_end, "leading zero in the micro-batch number");
+    }
+
+    /// `UNSHARD`, `RESHARD` or `REDUCE_GRAD`; every paci op's name is shorter than those (at most 6 letters).
+    [[nodiscard]] static bool is_pytorch_only(std::string_view name) noexcept {
+        static_assert(std::all_of(pytorch_only_ops.begin(), pytorch_only_ops.end(),
+                                  [](std::string_view n) { return n.size() >= 7; }));
+        if (name.size() < 7) return false; // the common case, decided by the length alone
+        for (const auto pt : pytorch_only_ops)
+            if (name == pt) return true;
+        return false;
+    }
+
+    /// Reads an overlapped pair, `(0F7;7B3)OVERLAP_F_B`, exactly as PyTorch writes it (see
+    /// `parse_csv`): a forward member, `;`, a backward member (`B` or `I`), `)OVERLAP_F_B`, no spaces.
+    /// The pair becomes two actions of the row, the forward with `overlap_next` set; it stays one
+    /// cell (one column) of the text.
+    void read_group(std::string_view cell, int row, std::size_t line, std::size_t column) {
+        const auto fail = [&](std::size_t offset, std::string_view what) {
+            parse_fail(api, concat(what, " in '", cell, "'"), line, column + offset);
+        };
+        if (opt_.dialect == csv_dialect::legacy)
+            fail(0, "overlapped pairs (OVERLAP_F_B) do not exist in the legacy dialect (import_options::dialect is "
+                    "legacy; PyTorch writes them with the modern names only)");
+        const std::size_t close = cell.find(')');
+        const std::size_t nested = cell.find('(', 1);
+        if (nested < close) fail(nested, "nested parentheses in an overlapped pair");
+        if (close == std::string_view::npos) fail(cell.size(), "missing ')' closing the overlapped pair");
+        const std::string_view inner = cell.substr(1, close - 1);
+        if (inner.empty()) fail(1, "empty overlapped pair: expected a forward and a backward, '(0F1;1B0)OVERLAP_F_B'");
+        const std::size_t semi = inner.find(';');
+        if (semi == std::string_view::npos)
+            fail(1, "overlapped pair with one member: expected a forward and a backward, '(0F1;1B0)OVERLAP_F_B'");
+        const std::size_t extra = inner.find(';', semi + 1);
+        if (extra != std::string_view::npos)
+            fail(1 + extra + 1, "overlapped pair with more than two members: expected a forward and a backward");
+        action forward = parse_member(cell, 1, inner.substr(0, semi), true, line, column);
+        const action backward = parse_member(cell, 1 + semi + 1, inner.substr(semi + 1), false, line, column);
+        const std::string_view suffix = cell.substr(close + 1);
+        if (suffix != overlap_suffix)
+            fail(close + 1, suffix.empty() ? std::string("expected OVERLAP_F_B after the overlapped pair's ')'")
+                                           : concat("unknown group type '", suffix, "', expected OVERLAP_F_B"));
+        if (first_group_.line == 0) first_group_ = {line, column};
+        forward.overlap_next = true;
+        record(forward, row, line, column + 1, true);
+        record(backward, row, line, column + 1 + semi + 1, true);
+    }
+
+    /// One member of an overlapped pair, at `cell[offset...]`: a forward (`first`) or a backward B/I.
+    action parse_member(std::string_view cell, std::size_t offset, std::string_view member, bool first,
+                        std::size_t line, std::size_t column) {
+        const auto fail = [&](std::size_t at, std::string_view what) {
+            parse_fail(api, concat(what, " in '", cell, "'"), line, column + offset + at);
+        };
+        const char* const role = first ? "the first member of an overlapped pair must be a forward F"
+                                       : "the second member of an overlapped pair must be a backward B or I";
+        if (member.empty()) fail(0, concat(role, ", found nothing"));
+        const token_shape t = shape_of(member);
+        const std::string_view name = member.substr(t.digits, t.name_end - t.digits);
+        if (t.digits > 0 && name == "BW")
+            fail(t.digits, concat(role, ", found the legacy dialect's BW (overlapped pairs use the modern names)"));
+        if (t.digits > 0 && is_pytorch_only(name)) fail(t.digits, concat(role, ", found PyTorch's ", name));
+        check_leading_zeros(member, t, fail);
+        const action a = parse_action(member, line, column + offset);
+        if (first ? a.kind != op::F : !(a.kind == op::B || a.kind == op::I))
+            fail(t.digits, concat(role, ", found ", is_comm(a.kind) ? "the communication " : "", to_string(a)));
+        if (a.kind == op::I && first_i_.line == 0) first_i_ = {line, column + offset + t.digits};
+        return a;
     }
 
     /// Names the character (`U+FEFF`), never prints it alone: most of them are invisible in a terminal.
@@ -324,7 +446,7 @@ private:
         return a;
     }
 
-    void record(const action& a, int row, std::size_t line, std::size_t column) {
+    void record(const action& a, int row, std::size_t line, std::size_t column, bool member = false) {
         const int s = a.stage;
         if (opt_.stages > 0 && s >= opt_.stages)
             parse_fail(api, concat("stage ", s, " is out of range for ", opt_.stages, " stages (import_options::stages)"),
@@ -354,7 +476,8 @@ private:
         } else if (info.row != row) {
             parse_fail(api,
                        concat("stage ", s, " is on rank ", info.row, " (line ", info.first.line, ") and on rank ", row,
-                              ": a stage runs on one rank"),
+                              ": a stage runs on one rank",
+                              member ? " (both members of an overlapped pair run on the rank of their cell's row)" : ""),
                        line, column);
         }
         if (a.kind == op::STEP) ++info.steps;
@@ -379,7 +502,7 @@ private:
         const bool legacy =
             opt_.dialect == csv_dialect::legacy ||
             (opt_.dialect == csv_dialect::automatic &&
-             (first_bw_.line != 0 || (first_i_.line == 0 && split_backward_in_b_and_w())));
+             (first_bw_.line != 0 || (first_i_.line == 0 && first_group_.line == 0 && split_backward_in_b_and_w())));
         out_.layout.dialect = legacy ? csv_dialect::legacy : csv_dialect::modern;
         if (!legacy) return;
         if (first_i_.line != 0) {
@@ -391,6 +514,11 @@ private:
                                   "backward)");
             parse_fail(api, why, first_i_.line, first_i_.column);
         }
+        if (first_group_.line != 0) // only a BW elsewhere makes it here: a forced legacy read refuses groups at once
+            parse_fail(api,
+                       concat("overlapped pair (OVERLAP_F_B) in a legacy-dialect text (it uses BW at line ", first_bw_.line,
+                              ", column ", first_bw_.column, "; PyTorch writes overlapped pairs with the modern names only)"),
+                       first_group_.line, first_group_.column);
         for (auto& prog : out_.sched.ranks)
             for (action& a : prog) {
                 if (a.kind == op::B) a.kind = op::I;
@@ -570,32 +698,96 @@ inline void append_action(std::string& out, const action& a, bool legacy) {
     append_int(out, a.microbatch);
 }
 
-/// Calls `on_extra(column, text)` or `on_action(column, action)` for each cell of a row, in order: the
-/// layout's cells at their columns, the actions filling the columns between them.
-template <class OnExtra, class OnAction>
+/// `(0F7;7B3)OVERLAP_F_B`: PyTorch's group form (modern names only, see `check_pair`).
+inline void append_pair(std::string& out, const action& forward, const action& backward) {
+    out += '(';
+    append_action(out, forward, false);
+    out += ';';
+    append_action(out, backward, false);
+    out += ')';
+    out += overlap_suffix;
+}
+
+/// Throws `config_error` unless the action at `prog[p]`, which has `overlap_next` set, opens a pair
+/// the text can hold: a forward followed by a backward B or I, in the modern dialect.
+inline void check_pair(const std::vector<action>& prog, std::size_t rank, std::size_t p, bool legacy) {
+    const bool formed = p + 1 < prog.size() && prog[p].kind == op::F &&
+                        (prog[p + 1].kind == op::B || prog[p + 1].kind == op::I);
+    if (!formed)
+        config_fail("export_csv", concat("overlapped pair at rank ", rank, ", position ", p),
+                    p + 1 < prog.size() ? concat(prog[p], " then ", prog[p + 1]) : concat(prog[p], " ending the program"),
+                    "must be a forward F followed by a backward B or I (action::overlap_next)");
+    if (legacy)
+        config_fail("export_csv", "dialect", "legacy",
+                    concat("cannot write the overlapped pair at rank ", rank, ", position ", p,
+                           ": OVERLAP_F_B exists only in the modern dialect"));
+}
+
+/// Throws `config_error` unless each stage's updates can be written as PyTorch's `REDUCE_GRAD`:
+/// exactly one STEP per stage, with none of the stage's compute after it on its rank.
+inline void check_reduce_grad(const schedule& sch) {
+    int stages = std::max(sch.shape.stages, 0);
+    for (const auto& prog : sch.ranks)
+        for (const action& a : prog) stages = std::max(stages, a.stage + 1);
+    std::vector<int> steps(static_cast<std::size_t>(stages), 0);
+    std::vector<std::size_t> step_rank(static_cast<std::size_t>(stages), 0);
+    const auto refuse = [](int stage, std::string_view why) {
+        config_fail("export_csv", "export_options::updates", "reduce_grad",
+                    concat("needs exactly one STEP per stage, after the stage's last compute action (where PyTorch "
+                           "places REDUCE_GRAD): stage ", stage, " ", why));
+    };
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const auto& prog = sch.ranks[r];
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action& a = prog[p];
+            if (a.stage < 0) continue; // no stage to name; validate() reports it
+            const auto s = static_cast<std::size_t>(a.stage);
+            if (a.kind == op::STEP) {
+                if (++steps[s] > 1) refuse(a.stage, concat("has a second STEP (", a, ") at rank ", r, ", position ", p));
+                step_rank[s] = r;
+            } else if (is_compute(a.kind) && steps[s] > 0 && step_rank[s] == r) {
+                refuse(a.stage, concat("runs ", a, " at rank ", r, ", position ", p, " after its STEP"));
+            }
+        }
+    }
+    for (int s = 0; s < stages; ++s)
+        if (steps[static_cast<std::size_t>(s)] == 0) refuse(s, "has no STEP");
+}
+
+/// Calls `on_extra(column, text)`, `on_action(column, position, action)` or
+/// `on_pair(column, position, forward, backward)` for each cell of a row, in order: the layout's cells
+/// at their columns, the actions filling the columns between them. An overlapped pair (a forward with
+/// `overlap_next` and the action after it) is one cell; `position` is the action's index in `acts`.
+template <class OnExtra, class OnAction, class OnPair>
 void visit_row(const std::vector<action>& acts, const std::vector<csv_cell>& extras, OnExtra&& on_extra,
-               OnAction&& on_action) {
-    const std::size_t total = acts.size() + extras.size();
+               OnAction&& on_action, OnPair&& on_pair) {
     std::size_t ai = 0;
     std::size_t ei = 0;
-    for (std::size_t col = 0; col < total; ++col) {
-        if (ei < extras.size() && (extras[ei].column == col || ai == acts.size())) on_extra(col, std::string_view(extras[ei++].text));
-        else on_action(col, acts[ai++]);
+    for (std::size_t col = 0; ai < acts.size() || ei < extras.size(); ++col) {
+        if (ei < extras.size() && (extras[ei].column == col || ai == acts.size())) {
+            on_extra(col, std::string_view(extras[ei++].text));
+        } else if (acts[ai].overlap_next && ai + 1 < acts.size()) {
+            on_pair(col, ai, acts[ai], acts[ai + 1]);
+            ai += 2;
+        } else {
+            on_action(col, ai, acts[ai]);
+            ++ai;
+        }
     }
 }
 
-inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool legacy, line_ending newline,
-                             bool final_newline) {
+/// Writes an imported schedule in its own layout (every action as paci reads it, STEP and R included).
+inline std::string write_csv(const schedule& sch, const csv_layout& layout) {
+    const bool legacy = layout.dialect == csv_dialect::legacy;
     std::string out;
     out.reserve(sch.size() * 8 + sch.ranks.size() * 2 + 16);
-    const std::string_view eol = newline == line_ending::crlf ? "\r\n" : "\n";
+    const std::string_view eol = layout.newline == line_ending::crlf ? "\r\n" : "\n";
     static const std::vector<csv_cell> none;
-    if (layout != nullptr && layout->byte_order_mark) out += utf8_byte_order_mark;
+    if (layout.byte_order_mark) out += utf8_byte_order_mark;
     for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
         const auto& acts = sch.ranks[r];
-        const auto& extras = layout != nullptr && r < layout->extras.size() ? layout->extras[r] : none;
-        const std::size_t total = acts.size() + extras.size();
-        if (total == 1 && extras.size() == 1 && extras[0].text.empty()) {
+        const auto& extras = r < layout.extras.size() ? layout.extras[r] : none;
+        if (acts.empty() && extras.size() == 1 && extras[0].text.empty()) {
             out += "\"\""; // Python's csv module quotes a lone empty field
         } else {
             visit_row(
@@ -604,13 +796,58 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
                     if (col) out += ',';
                     out += text;
                 },
-                [&](std::size_t col, const action& a) {
+                [&](std::size_t col, std::size_t p, const action& a) {
+                    if (a.overlap_next) check_pair(acts, r, p, legacy); // a flag with no action after it
                     if (col) out += ',';
                     append_action(out, a, legacy);
+                },
+                [&](std::size_t col, std::size_t p, const action& f, const action& b) {
+                    check_pair(acts, r, p, legacy);
+                    if (b.overlap_next) check_pair(acts, r, p + 1, legacy); // a backward opens no pair
+                    if (col) out += ',';
+                    append_pair(out, f, b);
                 });
         }
         // A last row without cells keeps its line ending: without it the row would vanish.
-        if (r + 1 < sch.ranks.size() || final_newline || total == 0) out += eol;
+        if (r + 1 < sch.ranks.size() || layout.final_newline || (acts.empty() && extras.empty())) out += eol;
+    }
+    return out;
+}
+
+/// Writes a schedule without a layout: no idle cells; STEP and R as `options.updates` says.
+inline std::string write_csv(const schedule& sch, const export_options& options) {
+    const bool legacy = options.dialect == csv_dialect::legacy;
+    const csv_updates updates = options.updates;
+    if (updates == csv_updates::reduce_grad) check_reduce_grad(sch);
+    std::string out;
+    out.reserve(sch.size() * 8 + sch.ranks.size() * 2 + 16);
+    const std::string_view eol = options.newline == line_ending::crlf ? "\r\n" : "\n";
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const auto& prog = sch.ranks[r];
+        bool empty = true;
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action& a = prog[p];
+            if ((a.kind == op::STEP || a.kind == op::R) && updates != csv_updates::step) [[unlikely]] {
+                if (a.kind == op::R || updates == csv_updates::omit) continue;
+                if (!empty) out += ',';
+                empty = false;
+                append_int(out, a.stage);
+                out += "REDUCE_GRAD";
+                continue;
+            }
+            if (!empty) out += ',';
+            empty = false;
+            if (a.overlap_next) [[unlikely]] {
+                check_pair(prog, r, p, legacy);
+                if (prog[p + 1].overlap_next) check_pair(prog, r, p + 1, legacy); // a backward opens no pair
+                append_pair(out, a, prog[p + 1]);
+                ++p;
+                continue;
+            }
+            append_action(out, a, legacy);
+        }
+        // A last row without cells keeps its line ending: without it the row would vanish.
+        if (r + 1 < sch.ranks.size() || options.final_newline || empty) out += eol;
     }
     return out;
 }
@@ -633,10 +870,26 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
 /// that writes the same bytes back (see `export_csv(const imported_schedule&)`).
 ///
 /// Parsing is strict: every non-empty cell must be exactly one action token (`parse_action`; plus
-/// `BW` in the legacy dialect and PyTorch's `UNSHARD`/`RESHARD`/`REDUCE_GRAD`, see `import_options`);
-/// no quotes (except Python's `""` for a row holding one idle slot), no spaces, no leading zeros, one
-/// line ending throughout; a UTF-8 byte-order mark before the first row is skipped (and kept in the
-/// layout). Rows are ranks; stages are the largest stage plus one, micro-batches the largest
+/// `BW` in the legacy dialect and PyTorch's `UNSHARD`/`RESHARD`/`REDUCE_GRAD`, see `import_options`)
+/// or one overlapped pair; no quotes (except Python's `""` for a row holding one idle slot), no
+/// spaces, no leading zeros, one line ending throughout; a UTF-8 byte-order mark before the first row
+/// is skipped (and kept in the layout).
+///
+/// **Overlapped pairs.** A cell `(0F7;7B3)OVERLAP_F_B` is read as two actions of its row, the forward
+/// `0F7` with `action::overlap_next` set and then the backward `7B3`; it stays one cell of the text
+/// (the layout's columns count it once). paci reads exactly the form PyTorch 2.11 writes
+/// (`_Action.__repr__` of an action with `sub_actions`: `(`, the members joined by `;`, `)`, the
+/// computation type): a forward `F` member, `;`, a backward `B` or `I` member, each a full token with
+/// its micro-batch, then `)OVERLAP_F_B`. PyTorch's reader (`_Action.from_str`) is looser: it strips
+/// whitespace around the cell and around each member, drops empty members, ends the group at the
+/// first `)`, and takes any member count and any computation-type name after it. paci refuses all
+/// of that with the line and column, as it refuses the spaces PyTorch strips around plain cells: a
+/// space, an empty pair, one member or more than two, a first member that is not a forward or a
+/// second that is not a B or I (communication, `W`, `UNSHARD`... included), a member with trailing
+/// text, nested parentheses, a missing `)` and a missing or misspelt `OVERLAP_F_B`. Both members'
+/// stages must be on the cell's row, like every other cell's. Pairs exist only in the modern
+/// dialect (PyTorch added `OVERLAP_F_B` after it renamed its backward ops): a pair makes automatic
+/// detection read the text as modern, like an `I` does, and a pair in a legacy text is an error. Rows are ranks; stages are the largest stage plus one, micro-batches the largest
 /// micro-batch plus one (unless given); `steps` is the number of STEP actions per stage, which must be
 /// equal over stages; the stage map is `loop` if it puts every stage on its row, else `v`. The dialect
 /// is detected unless `options.dialect` names it (see `csv_dialect::automatic`).
@@ -644,7 +897,7 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
 /// Resources are bounded by the text: its largest stage and micro-batch may ask for at most as many
 /// (stage, micro-batch) pairs as it holds actions (every stage runs every micro-batch), so a few bytes
 /// such as `0F2147483646` fail here instead of asking the analyses for gigabytes.
-/// \throws parse_error with the 1-based line and column of the offending cell (a stage on two rows,
+/// \throws parse_error with the 1-based line and column of the offending cell or member (a stage on two rows,
 /// a map that fits no row, unequal STEP counts, an index past the text's size, a non-ASCII character
 /// named by its code point (`U+FEFF`), a stage count that is not a multiple of the rows, a missing row named by its
 /// rank, all included).
@@ -658,17 +911,25 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
     return parse_csv(text, options).sched;
 }
 
-/// Writes a schedule as PyTorch CSV: row r is rank r's actions, comma-separated, no idle cells.
+/// Writes a schedule as PyTorch CSV: row r is rank r's actions, comma-separated, no idle cells; an
+/// overlapped pair is one `(0F7;7B3)OVERLAP_F_B` cell. With the default options the text is one that
+/// PyTorch's `_Action.from_str` and `_load_csv` read: no STEP and no R cells (see `csv_updates` for
+/// the other choices). A lowered schedule is written with its SEND/RECV cells, PyTorch's
+/// `compute_comms` form.
+/// \throws config_error for an `overlap_next` that opens no pair (not an F followed by a B or I), a
+/// pair in the legacy dialect, or `csv_updates::reduce_grad` on a schedule it cannot describe
+/// faithfully (the message names the stage).
 [[nodiscard]] inline std::string export_csv(const schedule& sch, const export_options& options = {}) {
-    return detail::write_csv(sch, nullptr, options.dialect == csv_dialect::legacy, options.newline, options.final_newline);
+    return detail::write_csv(sch, options);
 }
 
 /// Writes an imported schedule back in its own layout (dialect, line endings, idle slots,
 /// PyTorch-only cells): `export_csv(parse_csv(text)) == text` for every text `parse_csv` accepts.
-/// Actions edited since the import are written in order around the layout's cells.
+/// Actions edited since the import are written in order around the layout's cells, every action as
+/// paci reads it (STEP and R cells included: this is the text's own form, not `export_options`'s).
+/// \throws config_error for an edited `overlap_next` that opens no pair, or a pair in a legacy layout.
 [[nodiscard]] inline std::string export_csv(const imported_schedule& in) {
-    return detail::write_csv(in.sched, &in.layout, in.layout.dialect == csv_dialect::legacy, in.layout.newline,
-                             in.layout.final_newline);
+    return detail::write_csv(in.sched, in.layout);
 }
 
 /// The imported text as PyTorch prints its pipeline order: step k shows each row's k-th cell, idle
@@ -680,9 +941,10 @@ inline std::string write_csv(const schedule& sch, const csv_layout* layout, bool
         detail::visit_row(
             in.sched.ranks[r], r < in.layout.extras.size() ? in.layout.extras[r] : none,
             [&](std::size_t, std::string_view text) { cells[r].emplace_back(text); },
-            [&](std::size_t, const action& a) {
+            [&](std::size_t, std::size_t, const action& a) {
                 cells[r].push_back(to_string(a)); // the grid shows modern names, as PyTorch does today
-            });
+            },
+            [&](std::size_t, std::size_t, const action& f, const action& b) { cells[r].push_back(to_string(f, b)); });
     return detail::format_grid(cells);
 }
 

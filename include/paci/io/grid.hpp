@@ -67,7 +67,8 @@ namespace detail {
 
 /// The schedule as a text grid: row `Step k` holds each rank's k-th action (compute and STEP, or
 /// every action with `options.communication`), column `Rank r` one rank; a rank that has run out of
-/// actions shows an empty cell. The text matches PyTorch's `_format_pipeline_order` for the same
+/// actions shows an empty cell. An overlapped pair (a forward with `overlap_next` and the action
+/// after it) takes one step, shown as PyTorch prints it: `(0F7;7B3)OVERLAP_F_B`. The text matches PyTorch's `_format_pipeline_order` for the same
 /// per-rank lists, padding (and so trailing spaces) included:
 ///
 ///             Rank 0 Rank 1
@@ -75,9 +76,18 @@ namespace detail {
 ///     Step 1: 0B0    1B0
 [[nodiscard]] inline std::string to_grid(const schedule& sch, const grid_options& options = {}) {
     std::vector<std::vector<std::string>> cells(sch.ranks.size());
-    for (std::size_t r = 0; r < sch.ranks.size(); ++r)
-        for (const action& a : sch.ranks[r])
-            if (options.communication || !is_comm(a.kind)) cells[r].push_back(to_string(a));
+    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+        const auto& prog = sch.ranks[r];
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action& a = prog[p];
+            if (a.overlap_next && p + 1 < prog.size()) { // one step, as PyTorch prints the pair
+                cells[r].push_back(to_string(a, prog[p + 1]));
+                ++p;
+            } else if (options.communication || !is_comm(a.kind)) {
+                cells[r].push_back(to_string(a));
+            }
+        }
+    }
     return detail::format_grid(cells);
 }
 
