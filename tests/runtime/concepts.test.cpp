@@ -14,6 +14,7 @@
 #include "support/mlp.hpp"
 
 #include <chrono>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -116,6 +117,19 @@ struct split_input_returns_void : minimal_stage {
 /// `recompute` with nothing to say which micro-batch.
 struct recompute_without_microbatch : minimal_stage {
     void recompute();
+};
+
+/// The overlapped-pair hook: the forward's stage runs `other`'s backward with its own forward.
+struct overlapping : minimal_stage {
+    std::pair<buffer_type, buffer_type> forward_backward(int, buffer_type, overlapping&, int, buffer_type);
+};
+/// The near miss stage.hpp names: no backward stage to run the pair's backward on.
+struct overlap_without_other_stage : minimal_stage {
+    std::pair<buffer_type, buffer_type> forward_backward(int, buffer_type, int, buffer_type);
+};
+/// The hook returning only the forward's output (the backward's gradient would be lost).
+struct overlap_returns_one_buffer : minimal_stage {
+    buffer_type forward_backward(int, buffer_type, overlap_returns_one_buffer&, int, buffer_type);
 };
 
 // ---- communicators ------------------------------------------------------------------------------
@@ -221,6 +235,16 @@ TEST_CASE("split_backward_stage and recompute_stage: reference models satisfy th
     };
     STATIC_REQUIRE_FALSE(paci::split_backward_stage<only_split>);
     STATIC_REQUIRE_FALSE(paci::recompute_stage<only_split>);
+}
+
+TEST_CASE("overlapping_stage: a stage with forward_backward(mf, x, other, mb, g) satisfies it, near misses do not",
+          "[unit][runtime]") {
+    STATIC_REQUIRE(paci::overlapping_stage<overlapping>);
+    STATIC_REQUIRE_FALSE(paci::overlapping_stage<minimal_stage>);
+    STATIC_REQUIRE_FALSE(paci::overlapping_stage<paci_test::mlp_stage>);
+    STATIC_REQUIRE_FALSE(paci::overlapping_stage<overlap_without_other_stage>);
+    STATIC_REQUIRE_FALSE(paci::overlapping_stage<overlap_returns_one_buffer>);
+    STATIC_REQUIRE(executor_builds<paci::one_f_one_b<>, overlapping, good_comm>);
 }
 
 TEST_CASE("communicator_for: the in-process transport satisfies it, near misses do not", "[unit][runtime]") {

@@ -12,20 +12,24 @@
 #include <paci/analysis/replay.hpp>
 #include <paci/analysis/validate.hpp>
 #include <paci/io/chrome_trace.hpp>
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/policy/zero_bubble.hpp>
 #include <paci/runtime/pipeline.hpp>
 
 #include "support/catch.hpp"
+#include "support/equivalence.hpp"
 #include "support/mlp.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,76 +39,7 @@ using paci_test::mlp_config;
 using paci_test::mlp_reference;
 using paci_test::mlp_stage;
 
-namespace {
-
-
-/// Micro-batches whose backward (B, or W when split) ran at each stage, in the order they ran.
-std::map<int, std::vector<int>> gradient_order(const paci::run_trace& t) {
-    std::map<int, std::vector<int>> out;
-    for (const auto& rank : t.ranks)
-        for (const auto& e : rank)
-            if (e.act.kind == paci::op::B || e.act.kind == paci::op::W) out[e.act.stage].push_back(e.act.microbatch);
-    return out;
-}
-
-struct expected_counts {
-    int recomputes_per_stage = 0; ///< R per stage except the last
-    int recomputes_last = 0;      ///< R at the last stage
-};
-
-/// Trains `n` micro-batches through the pipeline and through the reference; parameters must match bit
-/// for bit, and each stage must have run exactly the work the policy describes.
-template <class Policy>
-void check_matches_reference(const Policy& policy, int n, activations mode, activations last_mode,
-                             expected_counts expect) {
-    const int P = policy.shape().stages;
-    const int a = policy.microbatches;
-    INFO(policy);
-    const mlp_config cfg = paci_test::mlp_config_for(P, a);
-    auto stages = paci_test::make_stages(cfg, mode, last_mode);
-    const auto initial = paci_test::parameters(stages);
-    paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
-    pipeline.run(n);
-    pipeline.drain();
-
-    mlp_reference ref(cfg);
-    const std::vector<double> ref_losses = ref.train(0, n);
-
-    // The premise of bitwise equality: per stage, gradients are accumulated in micro-batch order.
-    const auto order = gradient_order(pipeline.trace());
-    REQUIRE(order.size() == static_cast<std::size_t>(P));
-    for (const auto& [s, mbs] : order) {
-        INFO("stage " << s);
-        REQUIRE(mbs.size() == static_cast<std::size_t>(n));
-        for (int m = 0; m < n; ++m) CHECK(mbs[static_cast<std::size_t>(m)] == m);
-    }
-
-    for (int s = 0; s < P; ++s) {
-        const mlp_stage& st = stages[static_cast<std::size_t>(s)];
-        INFO("stage " << s);
-        CHECK(st.forwards() == n);
-        CHECK(st.backwards() == n);
-        CHECK(st.steps() == n / a);
-        CHECK(st.stored() == 0);
-        CHECK(st.recomputes() == (s == P - 1 ? expect.recomputes_last : expect.recomputes_per_stage));
-        CHECK(st.gradients_zero());
-    }
-
-    const auto got = paci_test::parameters(stages);
-    INFO("max relative difference " << paci_test::max_relative_difference(got, ref.parameters()));
-    REQUIRE_FALSE(paci_test::bitwise_equal(got, initial)); // training moved the parameters
-    CHECK(paci_test::bitwise_equal(got, ref.parameters()));
-    CHECK(paci_test::max_relative_difference(got, ref.parameters()) <= 1e-6);
-
-    // The last stage saw the reference's loss for every micro-batch.
-    const auto& losses = stages.back().losses();
-    REQUIRE(losses.size() == static_cast<std::size_t>(n));
-    std::vector<double> pipe_losses;
-    for (const auto& [m, l] : losses) pipe_losses.push_back(l);
-    CHECK(paci_test::bitwise_equal(pipe_losses, ref_losses));
-}
-
-} // namespace
+using paci_test::check_matches_reference;
 
 TEST_CASE("mlp support: the backward matches central finite differences of the loss", "[unit][runtime]") {
     // Guards the test model itself: if its gradients were wrong, "the pipeline equals the reference"
@@ -190,6 +125,32 @@ TEST_CASE("ZB-H1, ZB-H2 (split backward) and interleaved 1F1B equal the sequenti
     }
 }
 
+TEST_CASE("ZB-V, DualPipeV (V placement), looped BFS and interleaved zero-bubble equal the sequential reference",
+          "[unit][runtime]") {
+    // Two updates each; the V placements put stages R-1 and R on rank R-1 (a local hand-off in both
+    // directions), DualPipeV runs overlapped pairs, ZB-V and interleaved zero-bubble split the backward.
+    const int R = GENERATE(2, 4);
+    CAPTURE(R);
+    SECTION("ZB-V, 2R micro-batches per update") {
+        check_matches_reference(paci::zb_v{.ranks = R, .microbatches = 2 * R}, 4 * R);
+    }
+    SECTION("ZB-V, fewer micro-batches per update than ranks") {
+        check_matches_reference(paci::zb_v{.ranks = R, .microbatches = R - 1}, 2 * (R - 1));
+    }
+    SECTION("DualPipeV, 2R micro-batches per update") {
+        check_matches_reference(paci::dualpipe_v{.ranks = R, .microbatches = 2 * R}, 4 * R);
+    }
+    SECTION("DualPipeV, 2R + 3 micro-batches per update") {
+        check_matches_reference(paci::dualpipe_v{.ranks = R, .microbatches = 2 * R + 3}, 2 * (2 * R + 3));
+    }
+    SECTION("looped BFS, 2 chunks") {
+        check_matches_reference(paci::looped_bfs{.ranks = R, .chunks = 2, .microbatches = 4}, 8);
+    }
+    SECTION("interleaved zero-bubble, 2 chunks") {
+        check_matches_reference(paci::interleaved_zero_bubble{.ranks = R, .chunks = 2, .microbatches = 2 * R}, 4 * R);
+    }
+}
+
 namespace {
 
 /// Runs PACI over `n` micro-batches and checks the recorded versions against paci::replay of the
@@ -220,20 +181,19 @@ void check_paci_versions(const Policy& policy, int n, activations mode, bool rec
     }
 
     // Every recorded version equals the replay's prediction.
-    std::vector<int> vf(static_cast<std::size_t>(P * n), -1), vb(static_cast<std::size_t>(P * n), -1);
+    paci::stage_grid<int> vf(P, n, -1), vb(P, n, -1);
     std::vector<int> steps_seen(static_cast<std::size_t>(P), 0);
     std::size_t mismatches = 0;
     for (const auto& rank : trace.ranks)
         for (const auto& e : rank) {
             const int s = e.act.stage, m = e.act.microbatch;
-            const auto at = static_cast<std::size_t>(s * n + m);
             switch (e.act.kind) {
             case paci::op::F:
-                vf[at] = e.version;
+                vf(s, m) = e.version;
                 if (e.version != pred.at(s, m).forward) ++mismatches;
                 break;
             case paci::op::B:
-                vb[at] = e.version;
+                vb(s, m) = e.version;
                 if (e.version != pred.at(s, m).backward) ++mismatches;
                 break;
             case paci::op::R:
@@ -256,11 +216,10 @@ void check_paci_versions(const Policy& policy, int n, activations mode, bool rec
         const int bound = (P - 1 - s + a - 1) / a;
         int worst = 0;
         for (int m = 0; m < n; ++m) {
-            const auto at = static_cast<std::size_t>(s * n + m);
-            INFO("stage " << s << " micro-batch " << m << ": v_F " << vf[at] << ", v_B " << vb[at]);
-            REQUIRE(vf[at] >= 0);
-            REQUIRE(vb[at] >= 0);
-            const int drift = vb[at] - vf[at];
+            INFO("stage " << s << " micro-batch " << m << ": v_F " << vf(s, m) << ", v_B " << vb(s, m));
+            REQUIRE(vf(s, m) >= 0);
+            REQUIRE(vb(s, m) >= 0);
+            const int drift = vb(s, m) - vf(s, m);
             CHECK(drift == pred.at(s, m).drift());
             CHECK(drift >= 0);
             CHECK(drift <= bound);

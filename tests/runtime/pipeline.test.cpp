@@ -4,10 +4,14 @@
 
 #include <paci/analysis/replay.hpp>
 #include <paci/analysis/validate.hpp>
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/policy/zero_bubble.hpp>
 #include <paci/runtime/pipeline.hpp>
 
@@ -115,6 +119,12 @@ TEST_CASE("inprocess_pipeline: every supported policy runs, moves data on the ri
     check(paci::paci_policy<>{.stages = 4, .microbatches = 2}, 16);
     check(paci::paci_policy<>{.stages = 5, .microbatches = 3, .cap = {3, 3, 2, 2, 1}}, 15);
     check(paci::paci_policy<backward_flavour::recompute>{.stages = 4, .microbatches = 1}, 9);
+    for (const int R : {2, 4}) {
+        check(paci::zb_v{.ranks = R, .microbatches = 2 * R}, 4 * R);
+        check(paci::dualpipe_v{.ranks = R, .microbatches = 2 * R}, 4 * R);
+        check(paci::looped_bfs{.ranks = R, .chunks = 2, .microbatches = 4}, 8);
+        check(paci::interleaved_zero_bubble{.ranks = R, .chunks = 2, .microbatches = R}, 2 * R);
+    }
 }
 
 TEST_CASE("inprocess_pipeline: PACI's recorded drift reaches and never exceeds ceil((P-1-s)/a)", "[unit][runtime]") {

@@ -31,6 +31,10 @@ enum class rule : std::uint8_t {
     comm_mismatch,    ///< SEND and RECV on a channel pair up differently (kind, stage, micro-batch or order)
     deadlock,         ///< the ranks wait for each other in a cycle, or for a rank that has finished
     unknown_op,       ///< an action whose op is none of the ten (a number cast to `op`)
+    overlap_pair,     ///< a malformed overlapped pair: the flag on a non-F or on the last action, a second
+                      ///< member that is not a B or I or opens a pair itself, a member that is communication
+                      ///< or on another rank's stage, or a backward that needs its own pair's forward
+    microbatch_mismatch, ///< a stage runs micro-batches past the end most stages agree on (it, not they, is wrong)
 };
 
 [[nodiscard]] constexpr std::string_view to_string(rule r) noexcept {
@@ -39,7 +43,8 @@ enum class rule : std::uint8_t {
                                           "backward_order", "before_forward", "weight_before_input",
                                           "recompute_order", "step_order",    "comm_edge",
                                           "comm_order",     "unmatched_send", "unmatched_recv",
-                                          "comm_mismatch",  "deadlock",       "unknown_op"};
+                                          "comm_mismatch",  "deadlock",       "unknown_op",
+                                          "overlap_pair",   "microbatch_mismatch"};
     return names[static_cast<std::size_t>(r)];
 }
 inline std::ostream& operator<<(std::ostream& os, rule r) { return os << to_string(r); }

@@ -28,7 +28,9 @@ struct memory_report {
     }
 };
 
-/// Summarizes the memory a replayed schedule needs.
+/// Summarizes the memory a replayed schedule needs. The counts are `replay`'s, which runs each
+/// program in order: an overlapped pair's forward stores its micro-batch before the backward
+/// releases its own, so a rank's peak includes both, as PyTorch holds them while it runs the pair.
 /// \throws config_error if the replay's per-stage table does not match its stage count, or its two
 /// timelines cover different numbers of ranks.
 [[nodiscard]] inline memory_report memory_of(const replay_result& r) {

@@ -3,6 +3,7 @@
 /// Version replay: the weight version every forward, recompute, backward and weight backward reads,
 /// and what each stage stores over time.
 
+#include <paci/core/dataflow.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 #include <paci/version/accumulation.hpp>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace paci {
@@ -59,8 +61,7 @@ struct replay_result {
     /// The record of (`stage`, `microbatch`).
     /// \throws config_error for a pair out of range (or records that do not cover it).
     [[nodiscard]] const version_record& at(int stage, int microbatch) const {
-        const std::size_t i = static_cast<std::size_t>(stage) * static_cast<std::size_t>(microbatches) +
-                              static_cast<std::size_t>(microbatch);
+        const std::size_t i = detail::cell_index(stage, microbatch, microbatches);
         if (stage < 0 || stage >= stages || microbatch < 0 || microbatch >= microbatches || i >= records.size())
             detail::config_fail("replay_result::at", "stage, micro-batch", detail::concat(stage, ", ", microbatch),
                                 detail::concat("must be in [0, ", stages, ") x [0, ", microbatches, ") with ",
@@ -74,6 +75,18 @@ struct replay_result {
 /// timing is needed); `controller.backward_reads` says whether backwards read the current or the
 /// stashed weights. Robust to invalid actions (missing actions leave -1 in the records; actions out
 /// of range are skipped).
+///
+/// Programs are replayed in order, communication skipped, so a lowered schedule (paci's, or
+/// PyTorch's `*.comms.csv` as imported) replays exactly as its compute-only form. The two members of
+/// an overlapped pair (`action::overlap_next`) replay in order, forward first: the forward's
+/// micro-batch is stored before the backward releases its own, so stored and activation counts peak
+/// with both held, as a rank that runs the two concurrently holds them.
+///
+/// A schedule without STEP actions (a PyTorch schedule: its text has no optimizer step) reads
+/// version 0 everywhere: as if each stage applied one flushed update after its last backward, which
+/// is where PyTorch puts the stage's `REDUCE_GRAD` (the end of its gradient accumulation; the
+/// importer keeps that cell in the layout, outside the schedule). That update lies outside the
+/// schedule, so `applied` (and `staleness()`) stay -1 and `updates` 0.
 /// \throws config_error if the schedule's header is inconsistent (shape, one program per rank,
 /// counts >= 0) or its tables (about 24 bytes per stage and micro-batch) would pass `paci::limits`.
 template <version_controller Controller = accumulation>
@@ -85,26 +98,22 @@ template <version_controller Controller = accumulation>
     const int T = sch.microbatches;
     out.stages = P;
     out.microbatches = T;
-    const std::size_t n = static_cast<std::size_t>(P) * static_cast<std::size_t>(T);
-    out.records.assign(n, version_record{});
+    stage_grid<version_record> records(P, T);
     out.per_stage.assign(static_cast<std::size_t>(std::max(P, 0)), stage_replay{});
     const auto valid = [&](const action& a) {
         return a.stage >= 0 && a.stage < P && (a.kind == op::STEP || (a.microbatch >= 0 && a.microbatch < T));
     };
-    const auto idx = [&](int s, int m) {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
-    };
 
     // Which micro-batches recompute (they store only their input until R) and which split the backward.
-    std::vector<std::uint8_t> flags(n, 0);
+    stage_grid<std::uint8_t> flags(P, T, 0);
     constexpr std::uint8_t has_r = 1, has_w = 2;
     std::vector<int> steps_at(static_cast<std::size_t>(std::max(P, 0)), 0);
     for (const auto& prog : sch.ranks)
         for (const action a : prog) {
             if (!valid(a)) continue;
             if (a.kind == op::STEP) ++steps_at[static_cast<std::size_t>(a.stage)];
-            else if (a.kind == op::R) flags[idx(a.stage, a.microbatch)] |= has_r;
-            else if (a.kind == op::W) flags[idx(a.stage, a.microbatch)] |= has_w;
+            else if (a.kind == op::R) flags[a] |= has_r;
+            else if (a.kind == op::W) flags[a] |= has_w;
         }
 
     struct stage_state {
@@ -126,7 +135,7 @@ template <version_controller Controller = accumulation>
         return x.distinct_in_use + (current_in_use ? 0 : 1);
     };
     const auto release = [&](stage_state& x, stage_replay& sum, int s, int m) {
-        version_record& rec = out.records[idx(s, m)];
+        version_record& rec = records(s, m);
         x.pending.push_back(m);
         if (rec.forward < 0) return; // a backward without a forward (invalid schedule): nothing was stored
         --x.stored;
@@ -156,15 +165,15 @@ template <version_controller Controller = accumulation>
                 const int before_stored = x.stored;
                 const int before_acts = x.activations;
                 if (a.kind == op::STEP) {
-                    for (const auto m : x.pending) out.records[idx(s, m)].applied = x.current;
+                    for (const auto m : x.pending) records(s, m).applied = x.current;
                     x.pending.clear();
                     ++x.current;
                     ++sum.updates;
                     sum.peak_versions = std::max(sum.peak_versions, resident(x));
                 } else {
                     const int m = a.microbatch;
-                    version_record& rec = out.records[idx(s, m)];
-                    const auto f = flags[idx(s, m)];
+                    version_record& rec = records(s, m);
+                    const auto f = flags(s, m);
                     switch (a.kind) {
                     case op::F:
                         rec.forward = x.current;
@@ -208,7 +217,7 @@ template <version_controller Controller = accumulation>
 
     for (int s = 0; s < P; ++s)
         for (int m = 0; m < T; ++m) {
-            const int k = out.records[idx(s, m)].staleness();
+            const int k = records(s, m).staleness();
             auto& sum = out.per_stage[static_cast<std::size_t>(s)];
             sum.max_staleness = std::max(sum.max_staleness, k);
         }
@@ -217,7 +226,7 @@ template <version_controller Controller = accumulation>
         version_t lo = 0, hi = 0;
         bool complete = true;
         for (int s = 0; s < P; ++s) {
-            const version_t v = out.records[idx(s, m)].forward;
+            const version_t v = records(s, m).forward;
             if (v < 0) complete = false;
             lo = s == 0 ? v : std::min(lo, v);
             hi = s == 0 ? v : std::max(hi, v);
@@ -225,6 +234,7 @@ template <version_controller Controller = accumulation>
         out.vertical_spread[static_cast<std::size_t>(m)] = complete ? hi - lo : -1;
         if (complete) out.max_vertical_spread = std::max(out.max_vertical_spread, hi - lo);
     }
+    out.records = std::move(records).release();
     return out;
 }
 

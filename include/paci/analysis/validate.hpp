@@ -83,23 +83,32 @@ inline constexpr std::int32_t absent = -1;
 
 /// Positions of every action of a schedule, indexed by kind and (stage, micro-batch).
 struct position_index {
-    int stages = 0;
-    int microbatches = 0;
-    std::vector<std::int32_t> pos[op_count]; // STEP slot unused
+    stage_grid<std::int32_t> pos[op_count]; // STEP slot unused
 
-    position_index(int p, int t) : stages(p), microbatches(t) {
-        const auto n = static_cast<std::size_t>(p) * static_cast<std::size_t>(t);
+    position_index(int p, int t) {
         for (int k = 0; k < op_count; ++k)
-            if (static_cast<op>(k) != op::STEP) pos[k].assign(n, absent);
+            if (static_cast<op>(k) != op::STEP) pos[k] = stage_grid<std::int32_t>(p, t, absent);
     }
-    [[nodiscard]] std::size_t idx(int s, int m) const noexcept {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches) + static_cast<std::size_t>(m);
-    }
-    [[nodiscard]] std::int32_t at(op k, int s, int m) const noexcept { return pos[static_cast<int>(k)][idx(s, m)]; }
+    [[nodiscard]] std::int32_t at(op k, int s, int m) const noexcept { return pos[static_cast<int>(k)](s, m); }
+    [[nodiscard]] std::int32_t at(const action& a) const noexcept { return pos[static_cast<int>(a.kind)][a]; }
     /// Position of the backward that needs the next stage's gradient: B, or I when split.
     [[nodiscard]] std::int32_t backward(int s, int m) const noexcept {
         const auto b = at(op::B, s, m);
         return b != absent ? b : at(op::I, s, m);
+    }
+    /// True when some compute of (s, m) is in the schedule.
+    [[nodiscard]] bool runs(int s, int m) const noexcept {
+        return at(op::F, s, m) != absent || at(op::B, s, m) != absent || at(op::I, s, m) != absent ||
+               at(op::W, s, m) != absent || at(op::R, s, m) != absent;
+    }
+    /// The first position of a compute of (s, m), or `absent`.
+    [[nodiscard]] std::int32_t first(int s, int m) const noexcept {
+        std::int32_t best = absent;
+        for (const op k : {op::F, op::B, op::I, op::W, op::R}) {
+            const auto p = at(k, s, m);
+            if (p != absent && (best == absent || p < best)) best = p;
+        }
+        return best;
     }
 };
 
@@ -118,16 +127,99 @@ private:
 
 inline std::string describe(int s, int m) { return concat("stage ", s, " micro-batch ", m); }
 
+/// Stages that run micro-batches past the end the others agree on (PyTorch output with one stage's
+/// indices shifted, say): per stage whether it is such an outlier, per micro-batch whether it is past
+/// that end. Both empty when every stage runs every micro-batch or no stage is an outlier.
+struct microbatch_outliers {
+    std::vector<std::uint8_t> stage;      ///< per stage: runs a micro-batch past the agreed end
+    std::vector<std::uint8_t> past_end;   ///< per micro-batch: past the end, run by a minority of stages
+    /// True when (s, m) runs nothing and that is the outlier's fault, already reported.
+    [[nodiscard]] bool excuses(const position_index& ix, int s, int m) const noexcept {
+        return !stage.empty() && (past_end[static_cast<std::size_t>(m)] || stage[static_cast<std::size_t>(s)]) &&
+               !ix.runs(s, m);
+    }
+};
+
+/// Finds and reports the stages that run micro-batches past the end a majority of stages agrees on:
+/// with `agreed` the micro-batches more than half the stages run and `end` one past the last of
+/// them, a stage that runs some micro-batch at or past `end` that fewer than half the stages run is
+/// wrong, not the stages that lack it. One `microbatch_mismatch` diagnostic per such stage, at its
+/// first action on such a micro-batch, names the first one and the first agreed micro-batch it
+/// never runs.
+inline microbatch_outliers find_outliers(const schedule& sch, const position_index& ix, error_sink& err) {
+    const int P = sch.shape.stages;
+    const int T = sch.microbatches;
+    microbatch_outliers out;
+    std::vector<int> runners(static_cast<std::size_t>(T), 0);
+    for (int s = 0; s < P; ++s)
+        for (int m = 0; m < T; ++m) runners[static_cast<std::size_t>(m)] += ix.runs(s, m) ? 1 : 0;
+    const auto count = [&](int m) { return runners[static_cast<std::size_t>(m)]; };
+    int end = 0;
+    for (int m = 0; m < T; ++m)
+        if (2 * count(m) > P) end = m + 1;
+    std::vector<std::uint8_t> past(static_cast<std::size_t>(T), 0);
+    bool any = false;
+    for (int m = end; m < T; ++m)
+        if (count(m) > 0 && 2 * count(m) < P) {
+            past[static_cast<std::size_t>(m)] = 1;
+            any = true;
+        }
+    if (end == 0 || !any) return out;
+    std::vector<std::uint8_t> outlier(static_cast<std::size_t>(P), 0);
+    for (int s = 0; s < P; ++s)
+        for (int m = end; m < T && !outlier[static_cast<std::size_t>(s)]; ++m)
+            outlier[static_cast<std::size_t>(s)] = past[static_cast<std::size_t>(m)] && ix.runs(s, m) ? 1 : 0;
+    // "the other stages" when every stage but the outliers runs exactly 0 .. end-1.
+    bool others_agree = true;
+    for (int s = 0; s < P && others_agree; ++s) {
+        if (outlier[static_cast<std::size_t>(s)]) continue;
+        for (int m = 0; m < T && others_agree; ++m) others_agree = ix.runs(s, m) == (m < end);
+    }
+    for (int s = 0; s < P; ++s) {
+        if (!outlier[static_cast<std::size_t>(s)]) continue;
+        int extra = -1, extras = 0, missing = -1, missings = 0;
+        for (int m = 0; m < T; ++m) {
+            const bool runs = ix.runs(s, m);
+            if (m >= end && runs && past[static_cast<std::size_t>(m)]) {
+                if (extra < 0) extra = m;
+                ++extras;
+            }
+            if (m < end && !runs && 2 * count(m) > P) {
+                if (missing < 0) missing = m;
+                ++missings;
+            }
+        }
+        const int rank = sch.shape.rank_of(s);
+        const auto pos = ix.first(s, extra);
+        std::string msg = concat("stage ", s);
+        if (missing >= 0)
+            msg += concat(" never runs micro-batch ", missing,
+                          missings > 1 ? concat(" (nor ", missings - 1, " more before ", end, ")") : std::string(), " and");
+        msg += concat(" runs micro-batch ", extra, extras > 1 ? concat(" (and ", extras - 1, " more)") : std::string(),
+                      extra == end ? ", one past the end" : ", past the end", " of the micro-batches 0..", end - 1,
+                      others_agree ? " that the other stages run" : " that most stages run");
+        err.add(rule::microbatch_mismatch, rank, pos, sch.ranks[static_cast<std::size_t>(rank)][static_cast<std::size_t>(pos)],
+                std::move(msg));
+    }
+    out.stage = std::move(outlier);
+    out.past_end = std::move(past);
+    return out;
+}
+
 inline void check_structure(const schedule& sch, position_index& ix, error_sink& err) {
     const pipeline_shape& shape = sch.shape;
     const int P = shape.stages;
     const int T = sch.microbatches;
     std::vector<int> steps_seen(static_cast<std::size_t>(P), 0);
     std::vector<int> step_rank_pos(static_cast<std::size_t>(P), absent);
+    std::vector<int> forwards(static_cast<std::size_t>(P), 0);
 
     for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
         const int rank = static_cast<int>(r);
         const auto& prog = sch.ranks[r];
+        // The fault of the pair opened at p - 1 that blames its second member, reported at p.
+        pair_fault pending{};
+        bool second = false; // prog[p] is the second member of the pair prog[p - 1] opens
         for (std::size_t p = 0; p < prog.size(); ++p) {
             const action a = prog[p];
             const auto pos = static_cast<std::int64_t>(p);
@@ -135,15 +227,33 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
                 err.add(rule::unknown_op, rank, pos, a,
                         concat("op ", static_cast<int>(a.kind), " is none of F, B, I, W, R, STEP, SEND_F, RECV_F, "
                                                                 "SEND_B, RECV_B"));
+                second = false;
                 continue;
+            }
+            // Overlapped pairs: the opener's faults here, the second member's at the next position.
+            bool member = second;
+            if (second) {
+                second = false;
+                if (pending.fault != pair_problem::none) err.add(rule::overlap_pair, rank, pos, a, pair_fault_message(pending, prog));
+            } else if (a.overlap_next) {
+                const pair_fault f = overlap_fault(prog, p);
+                if (f.fault != pair_problem::none && f.position == p)
+                    err.add(rule::overlap_pair, rank, pos, a, pair_fault_message(f, prog));
+                second = member = claims_second(prog, p);
+                pending = f;
             }
             if (a.stage < 0 || a.stage >= P) {
                 err.add(rule::placement, rank, pos, a, concat("stage ", a.stage, " is out of range [0, ", P, ")"));
                 continue;
             }
             if (shape.rank_of(a.stage) != rank) {
-                err.add(rule::placement, rank, pos, a,
-                        concat("stage ", a.stage, " runs on rank ", shape.rank_of(a.stage), ", not rank ", rank));
+                if (member)
+                    err.add(rule::overlap_pair, rank, pos, a,
+                            concat("stage ", a.stage, " runs on rank ", shape.rank_of(a.stage), ", not rank ", rank,
+                                   ", which runs the overlapped pair it is a member of"));
+                else
+                    err.add(rule::placement, rank, pos, a,
+                            concat("stage ", a.stage, " runs on rank ", shape.rank_of(a.stage), ", not rank ", rank));
                 continue;
             }
             if (a.kind == op::STEP) {
@@ -160,22 +270,62 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
                         concat("micro-batch ", a.microbatch, " is out of range [0, ", T, ")"));
                 continue;
             }
-            auto& slot = ix.pos[static_cast<int>(a.kind)][ix.idx(a.stage, a.microbatch)];
+            auto& slot = ix.pos[static_cast<int>(a.kind)][a];
             if (slot != absent) {
                 err.add(rule::duplicate, rank, pos, a, concat("second ", a, ", the first is at position ", slot));
                 continue;
             }
             slot = static_cast<std::int32_t>(p);
+            forwards[static_cast<std::size_t>(a.stage)] += a.kind == op::F ? 1 : 0;
         }
     }
 
+    // Stages that disagree on the micro-batches are blamed first, and their neighbours are not.
+    microbatch_outliers outliers;
+    if (P >= 3)
+        for (int s = 0; s < P; ++s)
+            if (forwards[static_cast<std::size_t>(s)] < T) {
+                outliers = find_outliers(sch, ix, err);
+                break;
+            }
+
     const bool lowered = sch.lowered();
+    const crossings crosses(shape);
     for (int s = 0; s < P; ++s) {
         const int rank = shape.rank_of(s);
         const auto& prog = sch.ranks[static_cast<std::size_t>(rank)];
         const auto at = [&](std::int32_t p) { return prog[static_cast<std::size_t>(p)]; };
-        const bool cross_down = s + 1 < P && shape.rank_of(s + 1) != rank;
-        const bool cross_up = s > 0 && shape.rank_of(s - 1) != rank;
+        // The stage's hand-offs (their stages; micro-batch 0): activations in and out, gradients in.
+        // Empty at the ends of the pipeline.
+        const auto act_in = consumes(action{op::F, s, 0}, P);
+        const auto act_out = produces(action{op::F, s, 0}, P);
+        const auto grad_in = consumes(action{op::B, s, 0}, P);
+        const bool cross_in = act_in && crosses(*act_in);
+        const bool cross_down = act_out && crosses(*act_out);
+        const bool grad_cross_in = grad_in && crosses(*grad_in);
+        // Whether this stage's SEND_F, RECV_F, SEND_B and RECV_B carry a hand-off that crosses ranks
+        // (not at a pipeline end, not between stages that share a rank), and the diagnostic if not.
+        const auto edge_ok = [&](op k) {
+            const handoff h = *carries(action{k, s, 0});
+            const int other = h.from == s ? h.to : h.from;
+            return other >= 0 && other < P && crosses(h);
+        };
+        const bool send_f_ok = edge_ok(op::SEND_F), recv_f_ok = edge_ok(op::RECV_F);
+        const bool send_b_ok = edge_ok(op::SEND_B), recv_b_ok = edge_ok(op::RECV_B);
+        const auto bad_edge = [&](std::int32_t p) {
+            const action c = at(p);
+            const handoff h = *carries(c);
+            const int other = h.from == s ? h.to : h.from;
+            const bool send = c.kind == op::SEND_F || c.kind == op::SEND_B;
+            if (other < 0 || other >= P)
+                err.add(rule::comm_edge, rank, p, c,
+                        concat(other < 0 ? "the first stage has no previous stage to " : "the last stage has no next stage to ",
+                               send ? "send to" : "receive from"));
+            else
+                err.add(rule::comm_edge, rank, p, c,
+                        concat("stages ", std::min(h.from, h.to), " and ", std::max(h.from, h.to), " share rank ", rank,
+                               send ? "; no send needed" : "; no receive needed"));
+        };
         for (int m = 0; m < T; ++m) {
             const auto f = ix.at(op::F, s, m);
             const auto b = ix.at(op::B, s, m);
@@ -183,7 +333,7 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
             const auto w = ix.at(op::W, s, m);
             const auto r = ix.at(op::R, s, m);
             const auto bwd = b != absent ? b : i;
-            if (f == absent) {
+            if (f == absent && !outliers.excuses(ix, s, m)) {
                 const auto blame = bwd != absent ? bwd : (r != absent ? r : w);
                 err.add(rule::missing, rank, blame, blame != absent ? at(blame) : action{op::F, s, m},
                         concat(describe(s, m), " has no forward"));
@@ -199,18 +349,18 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
                 err.add(rule::missing, rank, have, at(have),
                         concat(describe(s, m), i == absent ? " has W but no I" : " has I but no W"));
             }
-            if (f != absent && s > 0 && shape.rank_of(s - 1) == rank) {
-                const auto prev = ix.at(op::F, s - 1, m);
+            if (f != absent && act_in && !cross_in) {
+                const auto prev = ix.at(op::F, act_in->from, m);
                 if (prev != absent && prev > f)
                     err.add(rule::forward_order, rank, f, at(f),
-                            concat("forward of ", describe(s, m), " runs before the forward of stage ", s - 1,
+                            concat("forward of ", describe(s, m), " runs before the forward of stage ", act_in->from,
                                    " at position ", prev));
             }
-            if (bwd != absent && s + 1 < P && shape.rank_of(s + 1) == rank) {
-                const auto next = ix.backward(s + 1, m);
+            if (bwd != absent && grad_in && !grad_cross_in) {
+                const auto next = ix.backward(grad_in->from, m);
                 if (next != absent && next > bwd)
                     err.add(rule::backward_order, rank, bwd, at(bwd),
-                            concat("backward of ", describe(s, m), " runs before the backward of stage ", s + 1,
+                            concat("backward of ", describe(s, m), " runs before the backward of stage ", grad_in->from,
                                    " at position ", next));
             }
             if (f != absent) {
@@ -233,22 +383,10 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
             const auto rf = ix.at(op::RECV_F, s, m);
             const auto sb = ix.at(op::SEND_B, s, m);
             const auto rb = ix.at(op::RECV_B, s, m);
-            if (sf != absent && !cross_down)
-                err.add(rule::comm_edge, rank, sf, at(sf),
-                        s + 1 >= P ? std::string("the last stage has no next stage to send to")
-                                   : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no send needed"));
-            if (rf != absent && !cross_up)
-                err.add(rule::comm_edge, rank, rf, at(rf),
-                        s == 0 ? std::string("the first stage has no previous stage to receive from")
-                               : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no receive needed"));
-            if (sb != absent && !cross_up)
-                err.add(rule::comm_edge, rank, sb, at(sb),
-                        s == 0 ? std::string("the first stage has no previous stage to send to")
-                               : concat("stages ", s - 1, " and ", s, " share rank ", rank, "; no send needed"));
-            if (rb != absent && !cross_down)
-                err.add(rule::comm_edge, rank, rb, at(rb),
-                        s + 1 >= P ? std::string("the last stage has no next stage to receive from")
-                                   : concat("stages ", s, " and ", s + 1, " share rank ", rank, "; no receive needed"));
+            if (sf != absent && !send_f_ok) bad_edge(sf);
+            if (rf != absent && !recv_f_ok) bad_edge(rf);
+            if (sb != absent && !send_b_ok) bad_edge(sb);
+            if (rb != absent && !recv_b_ok) bad_edge(rb);
             if (sf != absent && f != absent && sf < f)
                 err.add(rule::comm_order, rank, sf, at(sf), concat("sent before its forward at position ", f));
             if (sf != absent && f == absent)
@@ -262,29 +400,29 @@ inline void check_structure(const schedule& sch, position_index& ix, error_sink&
             if (rb != absent && bwd != absent && rb > bwd)
                 err.add(rule::comm_order, rank, rb, at(rb), concat("received after its backward at position ", bwd));
             if (cross_down) {
-                const int peer = shape.rank_of(s + 1);
-                const auto recv = ix.at(op::RECV_F, s + 1, m);
+                // This stage's activation goes to the next stage's rank, whose gradient comes back.
+                handoff down = *act_out;
+                handoff up = *grad_in;
+                down.microbatch = up.microbatch = m;
+                const int peer = shape.rank_of(down.to);
+                const auto recv = ix.at(down.recv());
                 if (sf != absent && recv == absent)
-                    err.add(rule::unmatched_send, rank, sf, at(sf),
-                            concat("no ", action{op::RECV_F, s + 1, m}, " on rank ", peer));
+                    err.add(rule::unmatched_send, rank, sf, at(sf), concat("no ", down.recv(), " on rank ", peer));
                 if (sf == absent && recv != absent)
-                    err.add(rule::unmatched_recv, peer, recv, action{op::RECV_F, s + 1, m},
-                            concat("no ", action{op::SEND_F, s, m}, " on rank ", rank));
+                    err.add(rule::unmatched_recv, peer, recv, down.recv(), concat("no ", down.send(), " on rank ", rank));
                 if (lowered && sf == absent && recv == absent && f != absent)
                     err.add(rule::missing, rank, f, at(f),
                             concat("the output of ", describe(s, m), " crosses to rank ", peer,
                                    " but has no SEND_F/RECV_F pair"));
-                const auto recvb = ix.at(op::RECV_B, s, m);
-                const auto sendb = ix.at(op::SEND_B, s + 1, m);
+                const auto recvb = rb;
+                const auto sendb = ix.at(up.send());
                 if (sendb != absent && recvb == absent)
-                    err.add(rule::unmatched_send, peer, sendb, action{op::SEND_B, s + 1, m},
-                            concat("no ", action{op::RECV_B, s, m}, " on rank ", rank));
+                    err.add(rule::unmatched_send, peer, sendb, up.send(), concat("no ", up.recv(), " on rank ", rank));
                 if (sendb == absent && recvb != absent)
-                    err.add(rule::unmatched_recv, rank, recvb, at(recvb),
-                            concat("no ", action{op::SEND_B, s + 1, m}, " on rank ", peer));
+                    err.add(rule::unmatched_recv, rank, recvb, at(recvb), concat("no ", up.send(), " on rank ", peer));
                 if (lowered && sendb == absent && recvb == absent && bwd != absent)
                     err.add(rule::missing, rank, bwd, at(bwd),
-                            concat("the gradient of stage ", s + 1, " micro-batch ", m, " crosses from rank ", peer,
+                            concat("the gradient of stage ", up.from, " micro-batch ", m, " crosses from rank ", peer,
                                    " but has no SEND_B/RECV_B pair"));
             }
         }
@@ -347,35 +485,21 @@ namespace detail {
     const int T = sch.microbatches;
     const std::size_t R = sch.ranks.size();
     const bool lowered = sch.lowered();
-    const auto idx = [&](int s, int m) {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
+    // Per hand-off (by its producer's stage and micro-batch, one grid per flow): computed, and sent.
+    stage_grid<std::uint8_t> done[2] = {{P, T, 0}, {P, T, 0}};
+    stage_grid<std::uint8_t> sent[2] = {{P, T, 0}, {P, T, 0}};
+    const auto cell = [](stage_grid<std::uint8_t>* grids, const handoff& h) -> std::uint8_t* {
+        auto& g = grids[static_cast<int>(h.what)];
+        return g.contains(h.from, h.microbatch) ? &g(h.from, h.microbatch) : nullptr;
     };
-    std::vector<std::uint8_t> fwd_done(static_cast<std::size_t>(P) * static_cast<std::size_t>(T), 0);
-    std::vector<std::uint8_t> bwd_done(fwd_done.size(), 0);
-    std::vector<std::uint8_t> sent_f(fwd_done.size(), 0), sent_b(fwd_done.size(), 0);
     std::vector<std::size_t> pc(R, 0);
-    const auto in_range = [&](int s, int m) { return s >= 0 && s < P && m >= 0 && m < T; };
     const auto current = [&](std::size_t r) -> const action* {
         return pc[r] < sch.ranks[r].size() ? &sch.ranks[r][pc[r]] : nullptr;
     };
-    // The rank `r` waits for if it cannot run its current action now, or -1 if it can.
-    const auto blocker = [&](std::size_t r) -> int {
-        const action a = *current(r);
+    // The rank that `r` waits for before it can run `a`, or -1 if it can run it now.
+    const auto blocker_of = [&](std::size_t r, const action& a) -> int {
         const int rank = static_cast<int>(r);
-        switch (a.kind) {
-        case op::F:
-            if (a.stage == 0 || (lowered && shape.rank_of(a.stage - 1) != rank)) return -1;
-            return in_range(a.stage - 1, a.microbatch) && fwd_done[idx(a.stage - 1, a.microbatch)]
-                       ? -1 : shape.rank_of(a.stage - 1);
-        case op::B:
-        case op::I:
-            if (a.stage == P - 1 || (lowered && shape.rank_of(a.stage + 1) != rank)) return -1;
-            return in_range(a.stage + 1, a.microbatch) && bwd_done[idx(a.stage + 1, a.microbatch)]
-                       ? -1 : shape.rank_of(a.stage + 1);
-        case op::SEND_F:
-        case op::SEND_B:
-        case op::RECV_F:
-        case op::RECV_B: {
+        if (is_comm(a.kind)) {
             const int peer = shape.rank_of(detail::comm_peer_stage(a));
             const action partner = detail::comm_partner(a);
             if (semantics == send_semantics::rendezvous) {
@@ -383,20 +507,36 @@ namespace detail {
                 return there != nullptr && *there == partner ? -1 : peer;
             }
             if (a.kind == op::SEND_F || a.kind == op::SEND_B) return -1;
-            if (!in_range(partner.stage, partner.microbatch)) return peer;
-            const auto& sent = a.kind == op::RECV_F ? sent_f : sent_b;
-            return sent[idx(partner.stage, partner.microbatch)] ? -1 : peer;
+            const std::uint8_t* s = cell(sent, *carries(a));
+            return s != nullptr && *s ? -1 : peer;
         }
-        default: return -1;
-        }
+        const auto h = consumes(a, P);
+        if (!h || (lowered && shape.rank_of(h->from) != rank)) return -1;
+        const std::uint8_t* d = cell(done, *h);
+        return d != nullptr && *d ? -1 : shape.rank_of(h->from);
+    };
+    // An overlapped pair of computes runs as one step, when both members can (running them in order,
+    // forward first, is also a correct execution, and whatever passes here passes that way too).
+    const auto pair_at = [&](std::size_t r) {
+        const auto& prog = sch.ranks[r];
+        const std::size_t p = pc[r];
+        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) && is_compute(prog[p + 1].kind);
+    };
+    // The member of `r`'s next step that waits (its position), and for which rank; -1 if it can run.
+    const auto blocker = [&](std::size_t r, std::size_t& at) -> int {
+        at = pc[r];
+        const int first = blocker_of(r, sch.ranks[r][at]);
+        if (first >= 0 || !pair_at(r)) return first;
+        ++at;
+        return blocker_of(r, sch.ranks[r][at]);
     };
     const auto complete = [&](std::size_t r) {
         const action a = *current(r);
-        if (in_range(a.stage, a.microbatch)) {
-            if (a.kind == op::F) fwd_done[idx(a.stage, a.microbatch)] = 1;
-            if (a.kind == op::B || a.kind == op::I) bwd_done[idx(a.stage, a.microbatch)] = 1;
-            if (a.kind == op::SEND_F) sent_f[idx(a.stage, a.microbatch)] = 1;
-            if (a.kind == op::SEND_B) sent_b[idx(a.stage, a.microbatch)] = 1;
+        if (is_comm(a.kind)) {
+            if (a.kind == op::SEND_F || a.kind == op::SEND_B)
+                if (std::uint8_t* s = cell(sent, *carries(a))) *s = 1;
+        } else if (const auto h = produces(a, P)) {
+            if (std::uint8_t* d = cell(done, *h)) *d = 1;
         }
         ++pc[r];
     };
@@ -404,9 +544,11 @@ namespace detail {
     while (progress) {
         progress = false;
         for (std::size_t r = 0; r < R; ++r) {
-            while (current(r) != nullptr && blocker(r) < 0) {
+            std::size_t at = 0;
+            while (current(r) != nullptr && blocker(r, at) < 0) {
                 const action a = *current(r);
                 const bool pair = semantics == send_semantics::rendezvous && is_comm(a.kind);
+                if (at != pc[r]) complete(r); // the first member of an overlapped pair
                 complete(r);
                 if (pair) complete(static_cast<std::size_t>(shape.rank_of(detail::comm_peer_stage(a))));
                 progress = true;
@@ -432,8 +574,9 @@ namespace detail {
             break;
         }
         seen_at[r] = static_cast<int>(chain.size());
-        const int next = blocker(r);
-        chain.push_back({static_cast<int>(r), static_cast<std::int64_t>(pc[r]), *current(r), next});
+        std::size_t at = 0;
+        const int next = blocker(r, at);
+        chain.push_back({static_cast<int>(r), static_cast<std::int64_t>(at), sch.ranks[r][at], next});
         r = static_cast<std::size_t>(next);
     }
     out.cycle = std::move(chain);
@@ -490,8 +633,16 @@ inline void require_structure(std::string_view api, const schedule& sch);
 /// Runs every rank's program against the others under `semantics` and reports whether all finish;
 /// if not, the wait cycle (or the chain of waits ending at a finished rank). Compute-only schedules
 /// are run with their cross-rank dependencies satisfied on completion, as if every transfer were
-/// instantaneous. A structurally broken schedule is run as it stands (a RECV whose SEND is missing
-/// waits for its peer), so the report explains why it hangs.
+/// instantaneous. A RECV waits for its SEND under either semantics (a blocking receive), so a
+/// schedule that passes here also runs where receives are posted early and the consuming compute
+/// waits, as in PyTorch's runtime. An overlapped pair (`action::overlap_next`) is one step: it
+/// proceeds when both members can, and a rank blocked on it waits at the member that cannot (its
+/// position in the report). Running the members one after the other, forward first, is also a
+/// correct execution, and a schedule that passes here passes that way too; a pair whose backward
+/// needs what its forward sends (through other ranks) deadlocks here, because the two cannot run
+/// concurrently. A flag on an action that is not a compute, or on a compute followed by none, is
+/// ignored here (`validate()` reports it). A structurally broken schedule is run as it stands (a
+/// RECV whose SEND is missing waits for its peer), so the report explains why it hangs.
 /// \throws config_error for an inconsistent header, an action whose stage (or a SEND/RECV whose peer
 /// stage) is out of range, or tables past `paci::limits`.
 [[nodiscard]] inline deadlock_report find_deadlock(const schedule& sch, send_semantics semantics) {
@@ -535,9 +686,25 @@ inline void require_structure(std::string_view api, const schedule& sch) {
 
 /// Checks a schedule (compute-only or lowered): placement, ranges, exactly one forward and one
 /// backward (B, or I then W) per stage and micro-batch, same-rank ordering, STEP ordinals, SEND/RECV
-/// pairing and order per channel, and, when the structure is sound, deadlock freedom under buffered
-/// and rendezvous sends. Problems with the schedule are data (an inconsistent header is a
-/// `placement` error); it throws only for resources.
+/// pairing and order per channel, the form of overlapped pairs, and, when the structure is sound,
+/// deadlock freedom under buffered and rendezvous sends. Problems with the schedule are data (an
+/// inconsistent header is a `placement` error); it throws only for resources.
+///
+/// A lowered schedule is checked as given (PyTorch's `*.comms.csv` as imported, say): each cross-rank
+/// hand-off needs its SEND after the compute that produces it and its RECV before the one that
+/// consumes it; stages that share a rank (R-1 and R under the v map) need none.
+///
+/// An overlapped pair (`action::overlap_next`) must be a forward followed by a backward B or I of
+/// another micro-batch, neither communication, neither on another rank's stage, the backward not
+/// opening a pair itself and not needing the forward's output (`depends_on`): each fault is one
+/// `overlap_pair` diagnostic at the member to blame, naming its stage and micro-batch.
+///
+/// Stages that disagree on which micro-batches they run are blamed at the source: when a minority of
+/// stages runs micro-batches past the end that more than half of the stages agree on (one stage
+/// running 1..8 where the others run 0..7, say), each such stage gets one `microbatch_mismatch`
+/// diagnostic, before any other from the per-(stage, micro-batch) checks, naming the first such
+/// micro-batch and the first agreed one it never runs; the other stages are not blamed for lacking
+/// those micro-batches, nor the stage for lacking the agreed ones.
 /// \throws config_error if the schedule or its tables (about 40 bytes per stage and micro-batch)
 /// would pass `paci::limits`.
 [[nodiscard]] inline validation_report validate(const schedule& sch) {

@@ -11,7 +11,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace paci {
@@ -21,6 +23,9 @@ enum class flow : std::uint8_t {
     activation, ///< F(s, m)'s output, consumed by F(s + 1, m)
     gradient,   ///< B(s, m)'s or I(s, m)'s input gradient, consumed by B/I(s - 1, m)
 };
+
+// Tables keep one grid per flow, indexed by it; `consumes` and `produces` compute it from the kind.
+static_assert(static_cast<int>(flow::activation) == 0 && static_cast<int>(flow::gradient) == 1);
 
 /// One hand-off of one micro-batch between neighbouring stages.
 struct handoff {
@@ -46,6 +51,26 @@ struct handoff {
     friend constexpr bool operator==(const handoff&, const handoff&) = default;
 };
 
+/// `handoff::crosses` for every hand-off of one shape, worked out once per pair of neighbouring
+/// stages: the hot loops of lowering, the deadlock search and the simulator look it up instead of
+/// computing two ranks per action.
+class crossings {
+public:
+    crossings() = default;
+    explicit crossings(const pipeline_shape& shape)
+        : cross_(static_cast<std::size_t>(shape.stages > 0 ? shape.stages : 0), 0) {
+        for (int s = 0; s + 1 < shape.stages; ++s)
+            cross_[static_cast<std::size_t>(s)] = handoff{flow::activation, s, s + 1, 0}.crosses(shape) ? 1 : 0;
+    }
+    /// `h.crosses(shape)` for a hand-off between two stages of the shape.
+    [[nodiscard]] bool operator()(const handoff& h) const noexcept {
+        return cross_[static_cast<std::size_t>(h.from < h.to ? h.from : h.to)] != 0;
+    }
+
+private:
+    std::vector<std::uint8_t> cross_; // [s]: stages s and s + 1 run on different ranks
+};
+
 /// True for the actions that consume a neighbour's output and produce one for the other neighbour:
 /// F (activations forward) and B or I (gradients backward). W, R and STEP stay on their stage.
 [[nodiscard]] constexpr bool moves_data(op o) noexcept { return o == op::F || o == op::B || o == op::I; }
@@ -54,19 +79,21 @@ struct handoff {
 /// consume stage s+1's gradient of m. Empty at the ends of the pipeline (`stages` stages) and for
 /// every other op.
 [[nodiscard]] constexpr std::optional<handoff> consumes(const action& a, int stages) noexcept {
-    if (a.kind == op::F && a.stage > 0) return handoff{flow::activation, a.stage - 1, a.stage, a.microbatch};
-    if ((a.kind == op::B || a.kind == op::I) && a.stage + 1 < stages)
-        return handoff{flow::gradient, a.stage + 1, a.stage, a.microbatch};
-    return std::nullopt;
+    // Arithmetic rather than a branch on F versus B/I: schedules alternate them (1F1B), and such a
+    // branch mispredicts in the analyses' hot loops. F: s - 1; B, I: s + 1.
+    const int forward = a.kind == op::F ? 1 : 0;
+    const int from = a.stage + 1 - 2 * forward;
+    if (!(moves_data(a.kind) && from >= 0 && from < stages)) return std::nullopt;
+    return handoff{static_cast<flow>(1 - forward), from, a.stage, a.microbatch};
 }
 
 /// The rule, producer side: F(s, m) produces stage s+1's activation of m; B(s, m) and I(s, m)
 /// produce stage s-1's gradient of m. Empty at the ends of the pipeline and for every other op.
 [[nodiscard]] constexpr std::optional<handoff> produces(const action& a, int stages) noexcept {
-    if (a.kind == op::F && a.stage + 1 < stages) return handoff{flow::activation, a.stage, a.stage + 1, a.microbatch};
-    if ((a.kind == op::B || a.kind == op::I) && a.stage > 0)
-        return handoff{flow::gradient, a.stage, a.stage - 1, a.microbatch};
-    return std::nullopt;
+    const int forward = a.kind == op::F ? 1 : 0; // as in `consumes`: F: s + 1; B, I: s - 1
+    const int to = a.stage - 1 + 2 * forward;
+    if (!(moves_data(a.kind) && to >= 0 && to < stages)) return std::nullopt;
+    return handoff{static_cast<flow>(1 - forward), a.stage, to, a.microbatch};
 }
 
 /// The hand-off a SEND or RECV carries: `SEND_F(s, m)` and `RECV_F(s+1, m)` carry stage s's
@@ -95,7 +122,103 @@ struct handoff {
     }
 }
 
+/// True when `later` can start only after `earlier` has run, by the rule above applied through any
+/// number of stages: both are compute of the same micro-batch m and
+/// - `later` is F(s, m) and `earlier` is F(k, m) with k < s (activations travel up the stages);
+/// - `later` is R(s, m) and `earlier` is F(k, m) with k <= s (the recompute rebuilds F(s, m)'s output
+///   from the stage input);
+/// - `later` is B(s, m) or I(s, m) and `earlier` is any F(k, m) (the last stage's gradient is its
+///   own forward's loss, and every forward of m feeds it), or B(k, m) or I(k, m) with k > s;
+/// - `later` is W(s, m) and `earlier` is I(s, m) or anything I(s, m) needs.
+///
+/// A forward and a backward of one micro-batch therefore never overlap: an overlapped pair's members
+/// must be of different micro-batches (see `action::overlap_next`).
+[[nodiscard]] constexpr bool depends_on(const action& later, const action& earlier) noexcept {
+    if (later.microbatch != earlier.microbatch || !is_compute(later.kind) || !is_compute(earlier.kind)) return false;
+    const int s = later.stage;
+    const int k = earlier.stage;
+    switch (later.kind) {
+    case op::F: return earlier.kind == op::F && k < s;
+    case op::R: return earlier.kind == op::F && k <= s;
+    case op::B:
+    case op::I: return earlier.kind == op::F || ((earlier.kind == op::B || earlier.kind == op::I) && k > s);
+    case op::W:
+        return earlier.kind == op::F || (earlier.kind == op::I && k == s) ||
+               ((earlier.kind == op::B || earlier.kind == op::I) && k > s);
+    default: return false;
+    }
+}
+
 namespace detail {
+
+/// The flat, stage-major index of (s, m) in a table of `microbatches` micro-batches per stage: the
+/// layout of `stage_grid` and of the per-(stage, micro-batch) vectors the analyses return
+/// (`replay_result::records`).
+[[nodiscard]] constexpr std::size_t cell_index(int s, int m, int microbatches) noexcept {
+    return static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches) + static_cast<std::size_t>(m);
+}
+
+/// What is wrong with an overlapped pair (`action::overlap_next`), if anything.
+enum class pair_problem : std::uint8_t {
+    none,
+    communication, ///< a member is a SEND or RECV (a lowered program communicates around the pair)
+    not_forward,   ///< the flag is on an action other than a forward F
+    last_action,   ///< the flag is on the last action of its program: there is no second member
+    not_backward,  ///< the second member is not a backward B or I
+    chained,       ///< the second member opens a pair itself
+    dependent,     ///< the second member needs the first's output (`depends_on`), so they cannot overlap
+};
+
+/// A pair's problem and the position (in its program) of the member to blame.
+struct pair_fault {
+    pair_problem fault = pair_problem::none;
+    std::size_t position = 0;
+};
+
+/// The first problem of the overlapped pair `prog[p]` opens (`prog[p].overlap_next` is set): the
+/// opener's own (communication, not a forward, last action; blamed on `p`) before the second
+/// member's (communication, not a backward, chained, dependent; blamed on `p + 1`).
+[[nodiscard]] inline pair_fault overlap_fault(const std::vector<action>& prog, std::size_t p) noexcept {
+    const action first = prog[p];
+    if (is_comm(first.kind)) return {pair_problem::communication, p};
+    if (first.kind != op::F) return {pair_problem::not_forward, p};
+    if (p + 1 >= prog.size()) return {pair_problem::last_action, p};
+    const action second = prog[p + 1];
+    if (is_comm(second.kind)) return {pair_problem::communication, p + 1};
+    if (second.kind != op::B && second.kind != op::I) return {pair_problem::not_backward, p + 1};
+    if (second.overlap_next) return {pair_problem::chained, p + 1};
+    if (depends_on(second, first)) return {pair_problem::dependent, p + 1};
+    return {};
+}
+
+/// True when the opener's own checks pass, so `prog[p + 1]` is the pair's second member (whatever its faults).
+[[nodiscard]] inline bool claims_second(const std::vector<action>& prog, std::size_t p) noexcept {
+    return prog[p].kind == op::F && p + 1 < prog.size();
+}
+
+/// The sentence for a pair fault, about the blamed action (`prog[f.position]`), naming its stage and
+/// micro-batch: `paci::lower: action (0B0) <sentence>` and `validate()`'s `overlap_pair` diagnostics.
+[[nodiscard]] inline std::string pair_fault_message(const pair_fault& f, const std::vector<action>& prog) {
+    const action a = prog[f.position];
+    const auto what = [&] { return concat(to_string(a.kind), " of stage ", a.stage, " micro-batch ", a.microbatch); };
+    const auto opener = [&] { return prog[f.position - 1]; };
+    switch (f.fault) {
+    case pair_problem::communication:
+        return concat(what(), " is communication, which cannot be a member of an overlapped pair");
+    case pair_problem::not_forward: return concat(what(), " opens an overlapped pair, which only a forward F may");
+    case pair_problem::last_action:
+        return concat(what(), " opens an overlapped pair but is the last action of its program");
+    case pair_problem::not_backward:
+        return concat(what(), " is the second member of the overlapped pair ", opener(),
+                      " opens, which must be a backward B or I");
+    case pair_problem::chained:
+        return concat(what(), " is the second member of the overlapped pair ", opener(), " opens and opens another pair");
+    case pair_problem::dependent:
+        return concat(what(), " needs the output of ", opener(),
+                      ", the forward it is paired with: the two cannot run concurrently");
+    default: return {};
+    }
+}
 
 /// The peer stage of a communication action: SEND_F/RECV_B talk to the next stage, SEND_B/RECV_F to
 /// the previous.
@@ -141,9 +264,7 @@ public:
     [[nodiscard]] bool contains(const action& a) const noexcept { return contains(a.stage, a.microbatch); }
 
     /// The flat index of (s, m); the cell must be contained.
-    [[nodiscard]] std::size_t index(int s, int m) const noexcept {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches_) + static_cast<std::size_t>(m);
-    }
+    [[nodiscard]] std::size_t index(int s, int m) const noexcept { return detail::cell_index(s, m, microbatches_); }
 
     [[nodiscard]] T& operator()(int s, int m) noexcept { return cells_[index(s, m)]; }
     [[nodiscard]] const T& operator()(int s, int m) const noexcept { return cells_[index(s, m)]; }
@@ -154,6 +275,12 @@ public:
 
     /// Sets every cell to `value`.
     void fill(const T& value) { cells_.assign(cells_.size(), value); }
+
+    /// The cells, stage-major (`detail::cell_index`), moved out; the grid is left empty.
+    [[nodiscard]] std::vector<T> release() && noexcept {
+        stages_ = microbatches_ = 0;
+        return std::move(cells_);
+    }
 
     [[nodiscard]] auto begin() noexcept { return cells_.begin(); }
     [[nodiscard]] auto end() noexcept { return cells_.end(); }

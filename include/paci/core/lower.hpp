@@ -2,6 +2,7 @@
 /// \file
 /// Lowering: insert a SEND/RECV pair for every cross-rank edge of a compute-only schedule.
 
+#include <paci/core/dataflow.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/schedule.hpp>
 
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <string_view>
 #include <vector>
@@ -33,16 +35,23 @@ inline std::ostream& operator<<(std::ostream& os, lowering l) { return os << to_
 
 namespace detail {
 
-/// Cross-rank messages of a compute-only schedule: which compute produces and which consumes each.
+/// Cross-rank messages of a compute-only schedule, by the IR's rule (`core/dataflow.hpp`): which
+/// compute needs each, which produces it, and where on the producer's rank its SEND may go.
 struct message_plan {
-    const schedule& sch;
     int P;
     int T;
-    std::vector<std::int32_t> fwd_pos, bwd_pos; // producer positions of F(s,m) and B/I(s,m), -1 if absent
+    /// Per producer (stage, micro-batch), one grid per `flow`: the position on its rank after which
+    /// the SEND of what it hands over may go (the producer's own, or the second member's when it
+    /// opens an overlapped pair), -1 if no rank computes it.
+    stage_grid<std::int32_t> after[2];
+    /// Per stage, its rank; which hand-offs cross ranks.
+    std::vector<int> rank;
+    crossings cross;
 
     explicit message_plan(const schedule& s)
-        : sch(s), P(s.shape.stages), T(s.microbatches),
-          fwd_pos(static_cast<std::size_t>(P) * static_cast<std::size_t>(T), -1), bwd_pos(fwd_pos.size(), -1) {
+        : P(s.shape.stages), T(s.microbatches), after{{P, T, -1}, {P, T, -1}}, rank(static_cast<std::size_t>(P)),
+          cross(s.shape) {
+        for (int st = 0; st < P; ++st) rank[static_cast<std::size_t>(st)] = s.shape.rank_of(st);
         for (std::size_t r = 0; r < s.ranks.size(); ++r) {
             const auto& prog = s.ranks[r];
             for (std::size_t p = 0; p < prog.size(); ++p) {
@@ -51,51 +60,46 @@ struct message_plan {
                 if (a.stage < 0 || a.stage >= P || (a.kind != op::STEP && (a.microbatch < 0 || a.microbatch >= T)))
                     config_fail("lower", "action", a,
                                 concat("is out of range for ", P, " stages and ", T, " micro-batches"));
-                if (s.shape.rank_of(a.stage) != static_cast<int>(r))
+                if (rank[static_cast<std::size_t>(a.stage)] != static_cast<int>(r))
                     config_fail("lower", "action", a,
                                 concat("is on rank ", r, " but stage ", a.stage, " runs on rank ", s.shape.rank_of(a.stage)));
-                if (a.kind == op::F) fwd_pos[idx(a.stage, a.microbatch)] = static_cast<std::int32_t>(p);
-                if (a.kind == op::B || a.kind == op::I) bwd_pos[idx(a.stage, a.microbatch)] = static_cast<std::int32_t>(p);
+                if (a.overlap_next) check_pair(prog, p);
+                if (const auto h = produces(a, P))
+                    grid(h->what)[a] = static_cast<std::int32_t>(opens_pair(prog, p) ? p + 1 : p);
             }
         }
     }
-    [[nodiscard]] std::size_t idx(int s, int m) const noexcept {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
-    }
-    [[nodiscard]] bool crosses(int s, int t) const noexcept { return sch.shape.rank_of(s) != sch.shape.rank_of(t); }
 
-    /// The RECV a compute needs first, if its input comes from another rank: RECV_F for F, RECV_B for B/I.
-    [[nodiscard]] bool needs(const action& c, action& recv) const noexcept {
-        if (c.kind == op::F && c.stage > 0 && crosses(c.stage, c.stage - 1)) {
-            recv = {op::RECV_F, c.stage, c.microbatch};
-            return true;
-        }
-        if ((c.kind == op::B || c.kind == op::I) && c.stage + 1 < P && crosses(c.stage, c.stage + 1)) {
-            recv = {op::RECV_B, c.stage, c.microbatch};
-            return true;
-        }
-        return false;
+    [[nodiscard]] stage_grid<std::int32_t>& grid(flow f) noexcept { return after[static_cast<int>(f)]; }
+    [[nodiscard]] const stage_grid<std::int32_t>& grid(flow f) const noexcept { return after[static_cast<int>(f)]; }
+
+    /// True when `prog[p]` opens an overlapped pair (its second member is `prog[p + 1]`).
+    [[nodiscard]] static bool opens_pair(const std::vector<action>& prog, std::size_t p) noexcept {
+        return prog[p].overlap_next && p + 1 < prog.size();
     }
-    /// The SEND a compute's result needs, if it goes to another rank.
-    [[nodiscard]] bool produces(const action& c, action& send) const noexcept {
-        if (c.kind == op::F && c.stage + 1 < P && crosses(c.stage, c.stage + 1)) {
-            send = {op::SEND_F, c.stage, c.microbatch};
-            return true;
-        }
-        if ((c.kind == op::B || c.kind == op::I) && c.stage > 0 && crosses(c.stage, c.stage - 1)) {
-            send = {op::SEND_B, c.stage, c.microbatch};
-            return true;
-        }
-        return false;
+
+    /// Throws `config_error` unless the pair `prog[p]` opens has the form `action::overlap_next` asks for.
+    static void check_pair(const std::vector<action>& prog, std::size_t p) {
+        const pair_fault f = overlap_fault(prog, p);
+        if (f.fault != pair_problem::none)
+            config_fail("lower", "action", prog[f.position], pair_fault_message(f, prog));
     }
-    /// The sender's side of a RECV and the position of the compute that produces it (-1 if none).
-    [[nodiscard]] std::int32_t producer(const action& recv, action& send) const noexcept {
-        if (recv.kind == op::RECV_F) {
-            send = {op::SEND_F, recv.stage - 1, recv.microbatch};
-            return fwd_pos[idx(recv.stage - 1, recv.microbatch)];
-        }
-        send = {op::SEND_B, recv.stage + 1, recv.microbatch};
-        return bwd_pos[idx(recv.stage + 1, recv.microbatch)];
+
+    /// The hand-off a compute receives from another rank, if its input comes from one.
+    [[nodiscard]] std::optional<handoff> incoming(const action& c) const noexcept {
+        std::optional<handoff> h = consumes(c, P);
+        if (h && !cross(*h)) h.reset();
+        return h;
+    }
+    /// The hand-off a compute sends to another rank, if its result goes to one.
+    [[nodiscard]] std::optional<handoff> outgoing(const action& c) const noexcept {
+        std::optional<handoff> h = produces(c, P);
+        if (h && !cross(*h)) h.reset();
+        return h;
+    }
+    /// The position after which the SEND of `h` may go on its producer's rank (-1 if none computes it).
+    [[nodiscard]] std::int32_t send_after(const handoff& h) const noexcept {
+        return grid(h.what)(h.from, h.microbatch);
     }
 };
 
@@ -117,20 +121,19 @@ inline schedule lower_eager(const schedule& in, const message_plan& plan) {
     std::vector<std::vector<channel_tail>> tails(R);
     for (std::size_t r = 0; r < R; ++r) {
         for (const action c : in.ranks[r]) {
-            action recv;
-            if (!plan.needs(c, recv)) continue;
-            action send;
-            const std::int32_t at = plan.producer(recv, send);
+            const auto h = plan.incoming(c);
+            if (!h) continue;
+            const std::int32_t at = plan.send_after(*h);
             if (at < 0)
-                config_fail("lower", "action", c, concat("needs ", send, " but no rank computes its input"));
-            const int src = in.shape.rank_of(send.stage);
+                config_fail("lower", "action", c, concat("needs ", h->send(), " but no rank computes its input"));
+            const int src = plan.rank[static_cast<std::size_t>(h->from)];
             auto& t = tails[static_cast<std::size_t>(src)];
             auto it = t.begin();
             while (it != t.end() && it->dst != static_cast<int>(r)) ++it;
             if (it == t.end()) it = t.insert(t.end(), {static_cast<int>(r), -1});
             const std::int32_t after = at > it->last ? at : it->last; // keep the receiver's order on the channel
             it->last = after;
-            sends.push_back({src, after, send});
+            sends.push_back({src, after, h->send()});
             ++count[static_cast<std::size_t>(src)][static_cast<std::size_t>(after) + 1];
         }
     }
@@ -148,14 +151,21 @@ inline schedule lower_eager(const schedule& in, const message_plan& plan) {
     schedule out = in;
     for (std::size_t r = 0; r < R; ++r) {
         const auto& prog = in.ranks[r];
+        const auto& cnt = count[r];
+        const auto& sent = bucket[r];
         auto& dst = out.ranks[r];
         dst.clear();
         dst.reserve(prog.size() * 2);
         for (std::size_t p = 0; p < prog.size(); ++p) {
-            action recv;
-            if (plan.needs(prog[p], recv)) dst.push_back(recv);
+            // An overlapped pair takes both members' RECVs before it and both SENDs after it (a
+            // SEND its forward produces is bucketed after the second member).
+            const bool pair = message_plan::opens_pair(prog, p);
+            if (const auto h = plan.incoming(prog[p])) dst.push_back(h->recv());
+            if (pair)
+                if (const auto h = plan.incoming(prog[p + 1])) dst.push_back(h->recv());
             dst.push_back(prog[p]);
-            for (auto k = count[r][p]; k < count[r][p + 1]; ++k) dst.push_back(bucket[r][static_cast<std::size_t>(k)]);
+            if (pair) dst.push_back(prog[++p]);
+            for (auto k = cnt[p - (pair ? 1 : 0)]; k < cnt[p + 1]; ++k) dst.push_back(sent[static_cast<std::size_t>(k)]);
         }
     }
     return out;
@@ -163,10 +173,9 @@ inline schedule lower_eager(const schedule& in, const message_plan& plan) {
 
 inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& plan) {
     const std::size_t R = in.ranks.size();
-    const std::size_t n = static_cast<std::size_t>(plan.P) * static_cast<std::size_t>(plan.T);
-    // Per message (indexed by its producer stage and micro-batch, forward and gradient apart):
+    // Per message (indexed by its producer stage and micro-batch, one grid per flow):
     // 1 = produced, not yet sent; 2 = its receiver waits for it; 3 = sent.
-    std::vector<std::uint8_t> fwd_state(n, 0), bwd_state(n, 0);
+    stage_grid<std::uint8_t> state[2] = {{plan.P, plan.T, 0}, {plan.P, plan.T, 0}};
     schedule out = in;
     for (auto& r : out.ranks) {
         r.clear();
@@ -175,43 +184,45 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
     std::vector<std::size_t> pc(R, 0);
     std::deque<std::size_t> work;
     for (std::size_t r = 0; r < R; ++r) work.push_back(r);
-    const auto state_of = [&](const action& send) -> std::uint8_t& {
-        return (send.kind == op::SEND_F ? fwd_state : bwd_state)[plan.idx(send.stage, send.microbatch)];
+    const auto state_of = [&](const handoff& h) -> std::uint8_t& {
+        return state[static_cast<int>(h.what)](h.from, h.microbatch);
     };
     while (!work.empty()) {
         const std::size_t r = work.front();
         work.pop_front();
         const auto& prog = in.ranks[r];
-        // One compute per turn, round robin: the linearization advances the ranks in step, so a
-        // SEND lands right after its producer whenever the receiver is ready by then.
+        // One compute (or one overlapped pair) per turn, round robin: the linearization advances the
+        // ranks in step, so a SEND lands right after its producer whenever the receiver is ready by then.
         if (pc[r] < prog.size()) {
-            const action c = prog[pc[r]];
-            action recv;
-            if (plan.needs(c, recv)) {
-                action send;
-                static_cast<void>(plan.producer(recv, send));
-                auto& st = state_of(send);
+            const std::size_t first = pc[r];
+            const std::size_t last = message_plan::opens_pair(prog, first) ? first + 1 : first;
+            // Every input the step takes from another rank must have been produced; a pair receives
+            // both before it runs (one may be received on this turn and the other on a later one).
+            bool waits = false;
+            for (std::size_t q = first; q <= last && !waits; ++q) {
+                const auto h = plan.incoming(prog[q]);
+                if (!h) continue;
+                auto& st = state_of(*h);
                 if (st == 0 || st == 2) { // not produced yet: wait for it
                     st = 2;
-                    continue;
-                }
-                if (st == 1) { // produced earlier: the sender sends now, where it stands
-                    out.ranks[static_cast<std::size_t>(in.shape.rank_of(send.stage))].push_back(send);
-                    out.ranks[r].push_back(recv);
+                    waits = true;
+                } else if (st == 1) { // produced earlier: the sender sends now, where it stands
+                    out.ranks[static_cast<std::size_t>(plan.rank[static_cast<std::size_t>(h->from)])].push_back(h->send());
+                    out.ranks[r].push_back(h->recv());
                     st = 3;
                 }
             }
-            out.ranks[r].push_back(c);
-            ++pc[r];
-            action send;
-            if (plan.produces(c, send)) {
-                auto& st = state_of(send);
+            if (waits) continue;
+            for (std::size_t q = first; q <= last; ++q) out.ranks[r].push_back(prog[q]);
+            pc[r] = last + 1;
+            for (std::size_t q = first; q <= last; ++q) {
+                const auto h = plan.outgoing(prog[q]);
+                if (!h) continue;
+                auto& st = state_of(*h);
                 if (st == 2) { // the receiver is already waiting
-                    const int dst = in.shape.rank_of(c.kind == op::F ? c.stage + 1 : c.stage - 1);
-                    out.ranks[r].push_back(send);
-                    out.ranks[static_cast<std::size_t>(dst)].push_back(
-                        {c.kind == op::F ? op::RECV_F : op::RECV_B, c.kind == op::F ? c.stage + 1 : c.stage - 1,
-                         c.microbatch});
+                    const int dst = plan.rank[static_cast<std::size_t>(h->to)];
+                    out.ranks[r].push_back(h->send());
+                    out.ranks[static_cast<std::size_t>(dst)].push_back(h->recv());
                     st = 3;
                     work.push_back(static_cast<std::size_t>(dst));
                 } else {
@@ -233,8 +244,15 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
 /// Inserts SEND/RECV pairs for every cross-rank edge of a compute-only schedule, deterministically.
 /// Stages that share a rank hand over locally (no communication). The default placement is deadlock-free
 /// under any send semantics; pass `lowering::eager` for non-blocking transports (earliest sends).
+/// Which compute needs and produces what is the IR's rule (`core/dataflow.hpp`).
+///
+/// An overlapped pair (`action::overlap_next`) stays one block in both modes: the RECVs both members
+/// need go right before it (the forward's first), the SENDs both produce right after it, and nothing
+/// between its members. The rendezvous-safe mode runs the pair as one step of its linearization, when
+/// the inputs of both members have been produced.
 /// \throws config_error if the schedule already holds communication, names actions out of range,
-/// or (rendezvous_safe) its compute order cannot run.
+/// holds a malformed overlapped pair (the sentence `validate()` gives it), or (rendezvous_safe) its
+/// compute order cannot run.
 /// \throws config_error, too, for an inconsistent header (shape, one program per rank, counts >= 0),
 /// an unknown `mode`, or a result or working tables past `paci::limits` (checked before allocating).
 [[nodiscard]] inline schedule lower(const schedule& in, lowering mode = lowering::rendezvous_safe) {
@@ -253,10 +271,7 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
     // before it is built.
     std::uint64_t added = 0;
     for (const auto& prog : in.ranks)
-        for (const action& c : prog) {
-            action x;
-            added += (plan.needs(c, x) ? 1U : 0U) + (plan.produces(c, x) ? 1U : 0U);
-        }
+        for (const action& c : prog) added += (plan.incoming(c) ? 1U : 0U) + (plan.outgoing(c) ? 1U : 0U);
     detail::check_schedule_size("lower", detail::add_sat(in.size(), added));
     return mode == lowering::eager ? detail::lower_eager(in, plan) : detail::lower_rendezvous_safe(in, plan);
 }

@@ -108,12 +108,12 @@ struct interleaved_zero_bubble {
             int in_block = 0; // micro-batch within the block
             int chunk = 0;    // chunk visit within the block (forwards: the chunk; backwards: reversed)
             int block = 0;    // first micro-batch of the block
-            void advance(int ranks, int chunks) noexcept {
-                if (++in_block < ranks) return;
+            void advance(int block_size, int chunk_count) noexcept {
+                if (++in_block < block_size) return;
                 in_block = 0;
-                if (++chunk < chunks) return;
+                if (++chunk < chunk_count) return;
                 chunk = 0;
-                block += ranks;
+                block += block_size;
             }
         };
         const int per_step = microbatches * chunks; // forwards (and I, and W) per rank per update

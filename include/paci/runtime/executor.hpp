@@ -3,6 +3,7 @@
 /// The executor: runs one rank's program of a policy as a stream, calling the user's stages and
 /// communicator, and reporting what ran to its observers (the trace is one of them).
 
+#include <paci/core/dataflow.hpp>
 #include <paci/policy/schedule_policy.hpp>
 #include <paci/runtime/communicator.hpp>
 #include <paci/runtime/errors.hpp>
@@ -81,6 +82,33 @@ namespace detail {
 /// Tag of a message into stage `s`: its forward input, or its output gradient.
 [[nodiscard]] constexpr int forward_tag(int s) noexcept { return 2 * s; }
 [[nodiscard]] constexpr int backward_tag(int s) noexcept { return 2 * s + 1; }
+/// Tag of the message that carries `h`: the consumer stage's forward input or output gradient.
+[[nodiscard]] constexpr int tag_of(const handoff& h) noexcept {
+    return h.what == flow::activation ? forward_tag(h.to) : backward_tag(h.to);
+}
+
+/// One side of an action's data flow on a rank, from the IR's rule: the hand-off that `consumes`
+/// (or `produces`) names for an (op, stage), whether it `crosses` to another rank, and if so the
+/// peer rank and the message tag. The rule keeps the micro-batch, so one route serves them all.
+struct route {
+    bool present = false; ///< the op takes (gives) a hand-off at this stage
+    bool remote = false;  ///< it crosses ranks: a message to or from `peer`
+    int peer = -1;
+    int tag = 0;
+    handoff h{};          ///< its micro-batch is filled in per action
+};
+
+/// The route of `h` (a hand-off of `shape`) seen from the rank at its `self` end (`h.from` or `h.to`).
+[[nodiscard]] constexpr route route_of(const std::optional<handoff>& h, const pipeline_shape& shape, int self) noexcept {
+    route r;
+    if (!h) return r;
+    r.present = true;
+    r.remote = h->crosses(shape);
+    r.peer = r.remote ? shape.rank_of(self == h->to ? h->from : h->to) : -1;
+    r.tag = tag_of(*h);
+    r.h = *h;
+    return r;
+}
 
 [[nodiscard]] constexpr std::uint64_t pack(const action& a) noexcept {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a.microbatch)) << 32) |
@@ -150,18 +178,40 @@ public:
         }
     }
 
-    void hand(bool forward, int to_stage, std::int64_t m, Buffer&& b) { local_.emplace(key(forward, to_stage, m), std::move(b)); }
-    Buffer take(bool forward, int stage, std::int64_t m) {
-        auto it = local_.find(key(forward, stage, m));
-        PACI_ASSERT(it != local_.end(), "transfers::take: a local hand-off precedes its use");
+    /// Keeps `h`'s buffer for its consumer on this rank. \throws config_error (naming `from`) when
+    /// `h` was handed over already and not yet taken (the program produced it twice).
+    void hand(const handoff& h, Buffer&& b, const action& from) {
+        if (!local_.emplace(key(h), std::move(b)).second) [[unlikely]]
+            produced_twice(h, from);
+    }
+    /// The buffer of `h`, handed over on this rank. \throws config_error (naming `at`) when it has not
+    /// been produced: the rank's program runs the consumer before the producer.
+    Buffer take(const handoff& h, const action& at) {
+        auto it = local_.find(key(h));
+        if (it == local_.end()) [[unlikely]]
+            not_produced(h, at);
         Buffer b = std::move(it->second);
         local_.erase(it);
         return b;
     }
 
 private:
-    static std::uint64_t key(bool forward, int s, std::int64_t m) noexcept {
-        return (static_cast<std::uint64_t>(m) << 17) | (forward ? 1U << 16 : 0U) | static_cast<std::uint16_t>(s);
+    static std::uint64_t key(const handoff& h) noexcept {
+        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(h.microbatch)) << 17) |
+               (h.what == flow::activation ? 1U << 16 : 0U) | static_cast<std::uint16_t>(h.to);
+    }
+    static std::string describe(const handoff& h) {
+        return concat("stage ", h.from, "'s ", h.what == flow::activation ? "activation" : "gradient",
+                      " of micro-batch ", h.microbatch);
+    }
+    [[noreturn]] static void produced_twice(const handoff& h, const action& from) {
+        config_fail("executor", "program action", print(from),
+                    concat("produces ", describe(h), " a second time before stage ", h.to, " used it"));
+    }
+    [[noreturn]] static void not_produced(const handoff& h, const action& at) {
+        config_fail("executor", "program action", print(at),
+                    concat("needs ", describe(h), ", which this rank has not produced: its program runs the "
+                           "consumer before the producer"));
     }
     Comm* comm_;
     std::deque<posted> recvs_;
@@ -192,6 +242,23 @@ private:
 ///   them against the policy's version controller independently).
 /// - The last stage is given `policy.loss_scale()` through `set_loss_scale` when it has one
 ///   (`loss_scaling_stage`); otherwise the user's last stage applies it to its loss.
+/// - Data moves by the IR's rule (`core/dataflow.hpp`): `F(s, m)` takes stage `s - 1`'s activation of
+///   `m`, `B(s, m)` and `I(s, m)` take stage `s + 1`'s gradient of `m`. A hand-off between stages of
+///   this rank (interleaved's single rank, or stages `R - 1` and `R` of the V placement, in both
+///   directions) stays on the rank, moved from producer to consumer without the communicator; the
+///   others go through `Comm`, one tag per (consumer stage, direction), so each stage must consume
+///   a neighbour's hand-offs in the order the neighbour produced them (every built-in policy runs a
+///   stage's forwards, and its backwards, in micro-batch order).
+/// - Overlapped pairs (`action::overlap_next`: an `F` and the next action, a `B` or `I` of another
+///   micro-batch on this rank): both members' inputs are received before the pair starts, and both
+///   outputs are sent (or handed over) after it ends, the forward's first. A `Stage` with
+///   `forward_backward` (`overlapping_stage`) runs an `F` + `B` pair in that one call; otherwise, and
+///   for `F` + `I`, the executor calls the forward, then the backward: always a correct execution of
+///   the pair. The trace records both members, in that order, the forward with its flag. A pair of
+///   another form (`detail::overlap_fault`: the flag on anything but a forward; a forward followed
+///   by no action before the cut, by one that is not a `B` or `I`, or by a backward that needs its
+///   output) is refused when the executor reads it from the program, before running it, as a
+///   `pipeline_error` naming the member at fault.
 /// - Failures: a stage's exception (or a program action the stage cannot run) is reported to the
 ///   other ranks (`comm.abort`) and thrown here as `pipeline_error` with the rank, stage and
 ///   micro-batch; a peer that does not answer within the timeout is `timeout_error`; another
@@ -243,6 +310,16 @@ public:
                                         "must be a distinct object per stage");
         }
         local_.assign(static_cast<std::size_t>(shape_.stages), -1);
+        pair_.reserve(2);
+        // The IR's rule, per (local stage, op), once: what each action takes and gives, and from where.
+        inputs_.resize(mine.size() * static_cast<std::size_t>(op_count));
+        outputs_.resize(inputs_.size());
+        for (std::size_t k = 0; k < mine.size(); ++k)
+            for (int o = 0; o < op_count; ++o) {
+                const action a{static_cast<op>(o), mine[k], 0};
+                inputs_[k * op_count + static_cast<std::size_t>(o)] = detail::route_of(consumes(a, shape_.stages), shape_, mine[k]);
+                outputs_[k * op_count + static_cast<std::size_t>(o)] = detail::route_of(produces(a, shape_.stages), shape_, mine[k]);
+            }
         for (std::size_t k = 0; k < mine.size(); ++k) local_[static_cast<std::size_t>(mine[k])] = static_cast<int>(k);
         state_.stages.assign(mine.size(), stage_counters{});
         program_.emplace(policy_.program(rank_));
@@ -359,24 +436,45 @@ private:
         guarded([&](action& current) {
             program_type& program = *program_;
             const std::size_t max_ahead = static_cast<std::size_t>(std::max(options_.prefetch, 1)) * 8U + 8U;
+            const auto pull = [&](action& a) { return draining ? program.next_draining(a, cut) : program.next(a, cut); };
             bool more = true;
             for (;;) {
                 while (more && (ahead_.empty() || (ahead_.size() < max_ahead &&
                                                    xfer_.posted_recvs() < static_cast<std::size_t>(std::max(options_.prefetch, 1))))) {
                     action a;
-                    more = draining ? program.next_draining(a, cut) : program.next(a, cut);
+                    more = pull(a);
                     if (!more) break;
-                    check_action(a);
-                    ahead_.push_back(a);
-                    if (const int peer = remote_source(a); peer >= 0) xfer_.post_recv(peer, input_tag(a), a);
+                    if (!runnable(a)) [[unlikely]] {
+                        current = a; // a refused action is reported as the failed one
+                        refuse_action(a);
+                    }
+                    accept(a);
+                    if (a.overlap_next) { // the pair's second member comes with it
+                        action second;
+                        const bool has_second = pull(second);
+                        check_pair(a, has_second ? &second : nullptr, current);
+                        accept(second);
+                    }
                 }
                 if (ahead_.empty()) break;
                 current = ahead_.front();
                 ahead_.pop_front();
-                execute(current);
+                if (current.overlap_next) {
+                    const action second = ahead_.front();
+                    ahead_.pop_front();
+                    execute_pair(current, second, current);
+                } else {
+                    execute(current);
+                }
                 xfer_.progress();
             }
         });
+    }
+
+    /// Queues a checked action and posts the receive of its input, if another rank sends it.
+    void accept(const action& a) {
+        ahead_.push_back(a);
+        if (const detail::route& r = input_route(a); r.remote) xfer_.post_recv(r.peer, r.tag, a);
     }
 
     /// Runs `body(current)`, turning every failure into the rank's report: the other ranks are told
@@ -410,8 +508,15 @@ private:
 
     // ---- one member per op --------------------------------------------------------------------------
 
-    /// A program action this rank can run at all: a compute op or STEP of one of its stages.
-    void check_action(const action& a) const {
+    /// A program action this rank can run at all: a compute op or STEP of one of its stages; only a
+    /// forward may open an overlapped pair.
+    [[nodiscard]] bool runnable(const action& a) const noexcept {
+        return a.stage >= 0 && a.stage < shape_.stages && local_[static_cast<std::size_t>(a.stage)] >= 0 &&
+               (is_compute(a.kind) || a.kind == op::STEP) && (a.kind == op::STEP || a.microbatch >= 0) &&
+               (!a.overlap_next || a.kind == op::F);
+    }
+    /// Throws the reason `runnable` refuses `a`.
+    [[noreturn]] void refuse_action(const action& a) const {
         if (!(a.stage >= 0 && a.stage < shape_.stages && local_[static_cast<std::size_t>(a.stage)] >= 0))
             detail::config_fail("executor", "program action", detail::print(a),
                                 detail::concat("is for a stage rank ", rank_, " does not run"));
@@ -420,12 +525,41 @@ private:
                                 "is communication: the executor sends and receives itself");
         if (a.kind != op::STEP && !(a.microbatch >= 0))
             detail::config_fail("executor", "program action", detail::print(a), "must have a micro-batch >= 0");
+        const std::vector<action> one{a};
+        detail::config_fail("executor", "program action", detail::print(a),
+                            detail::concat("is refused: ", detail::pair_fault_message(detail::overlap_fault(one, 0), one)));
+    }
+
+    /// Checks the pair that the runnable forward `f` opens with `second`, the program's next action
+    /// (null when it gave none before the cut), by the IR's rule for pairs (`detail::overlap_fault`:
+    /// a backward B or I that does not need `f`'s output, so of another micro-batch) and as an action
+    /// of this rank. \throws config_error; `current` is then the member to blame.
+    void check_pair(const action& f, const action* second, action& current) {
+        pair_.clear(); // reserved for two: no allocation
+        pair_.push_back(f);
+        if (second != nullptr) pair_.push_back(*second);
+        const detail::pair_fault fault = detail::overlap_fault(pair_, 0);
+        if (fault.fault != detail::pair_problem::none) [[unlikely]] {
+            current = pair_[fault.position];
+            detail::config_fail("executor", "overlapped pair", second != nullptr ? to_string(f, *second) : detail::print(f),
+                                detail::concat("is refused: ", detail::pair_fault_message(fault, pair_)));
+        }
+        if (!runnable(*second)) [[unlikely]] {
+            current = *second;
+            refuse_action(*second);
+        }
+    }
+
+    [[nodiscard]] Stage& stage_of(const action& a) const noexcept {
+        return *stages_[static_cast<std::size_t>(local_[static_cast<std::size_t>(a.stage)])];
+    }
+    [[nodiscard]] stage_counters& counters_of(const action& a) noexcept {
+        return state_.stages[static_cast<std::size_t>(local_[static_cast<std::size_t>(a.stage)])];
     }
 
     void execute(const action& a) {
-        const int li = local_[static_cast<std::size_t>(a.stage)];
-        Stage& st = *stages_[static_cast<std::size_t>(li)];
-        stage_counters& ctr = state_.stages[static_cast<std::size_t>(li)];
+        Stage& st = stage_of(a);
+        stage_counters& ctr = counters_of(a);
         switch (a.kind) {
         case op::F: return forward(a, st, ctr);
         case op::B: return backward(a, st, ctr);
@@ -437,40 +571,86 @@ private:
         }
     }
 
+    /// Runs the overlapped pair `f` + `b` (checked by `check_pair`): both inputs in, the pair, both
+    /// outputs out. `current` names the member being waited on or run.
+    void execute_pair(const action f, const action b, action& current) { // copies: `current` changes
+        Stage& sf = stage_of(f);
+        Stage& sb = stage_of(b);
+        stage_counters& cf = counters_of(f);
+        stage_counters& cb = counters_of(b);
+        buffer x = receive(f);
+        current = b;
+        buffer g = receive(b);
+        current = f;
+        buffer y, dx;
+        bool fused = false;
+        if constexpr (overlapping_stage<Stage>) {
+            if (b.kind == op::B) {
+                auto out = call(f, [&] { return sf.forward_backward(f.microbatch, std::move(x), sb, b.microbatch, std::move(g)); });
+                emit(f, cf.version);
+                emit(b, cb.version); // one call ran both: their spans start together
+                ++cb.backwards;
+                y = std::move(out.first);
+                dx = std::move(out.second);
+                fused = true;
+            }
+        }
+        if (!fused) {
+            y = run_forward(f, sf, cf, x);
+            current = b;
+            dx = b.kind == op::B ? run_backward(b, sb, cb, g) : run_backward_input(b, sb, cb, g);
+            current = f;
+        }
+        deliver(f, std::move(y));
+        current = b;
+        deliver(b, std::move(dx));
+    }
+
     void forward(const action& a, Stage& st, stage_counters& ctr) {
-        buffer in = a.stage == 0 ? buffer{} : input(a, true);
-        const double t0 = now();
-        buffer out = call(a, [&] { return st.forward(a.microbatch, std::move(in)); });
-        emit(a, ctr.version, t0);
-        if (a.stage + 1 < shape_.stages) output(a, true, a.stage + 1, std::move(out));
+        buffer in = receive(a);
+        buffer out = run_forward(a, st, ctr, in);
+        deliver(a, std::move(out));
     }
-
     void backward(const action& a, Stage& st, stage_counters& ctr) {
-        buffer g = a.stage + 1 == shape_.stages ? buffer{} : input(a, false);
-        const double t0 = now();
-        buffer out = call(a, [&] { return st.backward(a.microbatch, std::move(g)); });
-        emit(a, ctr.version, t0);
-        ++ctr.backwards;
-        if (a.stage > 0) output(a, false, a.stage - 1, std::move(out));
+        buffer g = receive(a);
+        buffer out = run_backward(a, st, ctr, g);
+        deliver(a, std::move(out));
+    }
+    void backward_input(const action& a, Stage& st, stage_counters& ctr) {
+        buffer g = receive(a);
+        buffer out = run_backward_input(a, st, ctr, g);
+        deliver(a, std::move(out));
     }
 
-    void backward_input(const action& a, Stage& st, stage_counters& ctr) {
+    /// The stage's forward of `a` on `in` (moved from); returns its output.
+    buffer run_forward(const action& a, Stage& st, stage_counters& ctr, buffer& in) {
+        buffer out = call(a, [&] { return st.forward(a.microbatch, std::move(in)); });
+        emit(a, ctr.version);
+        return out;
+    }
+
+    /// The stage's full backward of `a` from `g` (moved from); returns the input gradient.
+    buffer run_backward(const action& a, Stage& st, stage_counters& ctr, buffer& g) {
+        buffer out = call(a, [&] { return st.backward(a.microbatch, std::move(g)); });
+        emit(a, ctr.version);
+        ++ctr.backwards;
+        return out;
+    }
+
+    /// The stage's input-gradient backward of `a` from `g` (moved from); returns the input gradient.
+    buffer run_backward_input(const action& a, Stage& st, stage_counters& ctr, buffer& g) {
         if constexpr (split_backward_stage<Stage>) {
-            buffer g = a.stage + 1 == shape_.stages ? buffer{} : input(a, false);
-            const double t0 = now();
             buffer out = call(a, [&] { return st.backward_input(a.microbatch, std::move(g)); });
-            emit(a, ctr.version, t0);
-            if (a.stage > 0) output(a, false, a.stage - 1, std::move(out));
+            emit(a, ctr.version);
+            return out;
         } else {
             cannot_run(a, "backward_input(m, g) (split_backward_stage)");
         }
     }
-
     void backward_weight(const action& a, Stage& st, stage_counters& ctr) {
         if constexpr (split_backward_stage<Stage>) {
-            const double t0 = now();
             call(a, [&] { st.backward_weight(a.microbatch); });
-            emit(a, ctr.version, t0);
+            emit(a, ctr.version);
             ++ctr.backwards;
         } else {
             cannot_run(a, "backward_weight(m) (split_backward_stage)");
@@ -479,19 +659,17 @@ private:
 
     void recompute(const action& a, Stage& st, stage_counters& ctr) {
         if constexpr (recompute_stage<Stage>) {
-            const double t0 = now();
             call(a, [&] { st.recompute(a.microbatch); });
-            emit(a, ctr.version, t0);
+            emit(a, ctr.version);
         } else {
             cannot_run(a, "recompute(m) (recompute_stage)");
         }
     }
 
     void step(const action& a, Stage& st, stage_counters& ctr) {
-        const double t0 = now();
         call(a, [&] { st.step(); });
         ++ctr.version;
-        emit(a, ctr.version, t0); // a STEP records the version it produced
+        emit(a, ctr.version); // a STEP records the version it produced
     }
 
     [[noreturn]] void cannot_run(const action& a, std::string_view needs) const {
@@ -502,30 +680,38 @@ private:
 
     // ---- transfers ----------------------------------------------------------------------------------
 
-    /// The rank that sends `a`'s input, or -1 when it is local (or there is none).
-    [[nodiscard]] int remote_source(const action& a) const {
-        int from = -1;
-        if (a.kind == op::F && a.stage > 0) from = a.stage - 1;
-        else if ((a.kind == op::B || a.kind == op::I) && a.stage + 1 < shape_.stages) from = a.stage + 1;
-        if (from < 0 || local_[static_cast<std::size_t>(from)] >= 0) return -1;
-        return shape_.rank_of(from);
+    /// Where `a`'s input comes from (`consumes`) and its output goes (`produces`); `a` is checked.
+    [[nodiscard]] const detail::route& input_route(const action& a) const noexcept { return inputs_[route_index(a)]; }
+    [[nodiscard]] const detail::route& output_route(const action& a) const noexcept { return outputs_[route_index(a)]; }
+    [[nodiscard]] std::size_t route_index(const action& a) const noexcept {
+        return static_cast<std::size_t>(local_[static_cast<std::size_t>(a.stage)]) * op_count + static_cast<std::size_t>(a.kind);
     }
-    [[nodiscard]] static int input_tag(const action& a) noexcept {
-        return a.kind == op::F ? detail::forward_tag(a.stage) : detail::backward_tag(a.stage);
+    /// `r`'s hand-off for `a`'s micro-batch.
+    [[nodiscard]] static handoff of(const detail::route& r, const action& a) noexcept {
+        handoff h = r.h;
+        h.microbatch = a.microbatch;
+        return h;
     }
 
-    buffer input(const action& a, bool forward) {
-        if (const int peer = remote_source(a); peer >= 0) {
-            waiting_on_.store(peer, std::memory_order_relaxed);
-            buffer b = xfer_.receive(rank_, a, options_.timeout);
-            waiting_on_.store(-1, std::memory_order_relaxed);
-            return b;
-        }
-        return xfer_.take(forward, a.stage, a.microbatch);
+    /// `a`'s input (what `consumes(a)` names): received from its rank, or taken from the local
+    /// hand-off; empty at the ends of the pipeline (the first stage's forward, the last stage's
+    /// backward) and for ops that take none.
+    buffer receive(const action& a) {
+        const detail::route& r = input_route(a);
+        if (!r.present) return buffer{};
+        if (!r.remote) return xfer_.take(of(r, a), a);
+        waiting_on_.store(r.peer, std::memory_order_relaxed);
+        buffer b = xfer_.receive(rank_, a, options_.timeout);
+        waiting_on_.store(-1, std::memory_order_relaxed);
+        return b;
     }
-    void output(const action& from, bool forward, int to, buffer&& b) {
-        if (local_[static_cast<std::size_t>(to)] >= 0) return xfer_.hand(forward, to, from.microbatch, std::move(b));
-        xfer_.send(shape_.rank_of(to), forward ? detail::forward_tag(to) : detail::backward_tag(to), std::move(b), from);
+    /// Sends `a`'s output (what `produces(a)` names) to its consumer's rank, or hands it over on this
+    /// rank; drops it at the ends of the pipeline.
+    void deliver(const action& a, buffer&& b) {
+        const detail::route& r = output_route(a);
+        if (!r.present) return;
+        if (!r.remote) return xfer_.hand(of(r, a), std::move(b), a);
+        xfer_.send(r.peer, r.tag, std::move(b), a);
     }
 
     // ---- stage calls and observers ------------------------------------------------------------------
@@ -535,7 +721,8 @@ private:
     template <class F>
     decltype(auto) call(const action& a, F&& f) {
         busy_action_.store(detail::pack(a), std::memory_order_relaxed);
-        busy_since_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+        call_start_ = std::chrono::steady_clock::now(); // also the start of the action's trace event
+        busy_since_.store(call_start_.time_since_epoch().count(), std::memory_order_release);
         struct idle_on_exit {
             std::atomic<std::int64_t>* since;
             ~idle_on_exit() { since->store(0, std::memory_order_release); }
@@ -561,9 +748,10 @@ private:
         throw pipeline_error(rank_, at, std::move(e), what);
     }
 
-    void emit(const action& a, version_t v, double start) {
+    /// Reports `a`, which the last `call` ran, to the trace and the observer (`v`: its weight version).
+    void emit(const action& a, version_t v) {
         if (!options_.record && !options_.observer) return;
-        const trace_event e{a, v, start, now()};
+        const trace_event e{a, v, std::chrono::duration<double>(call_start_ - options_.epoch).count(), now()};
         if (options_.observer) options_.observer(rank_, e);
         if (options_.record) trace_.push_back(e);
     }
@@ -613,10 +801,12 @@ private:
     executor_options options_;
     pipeline_shape shape_;
     int rank_ = 0;
-    std::vector<int> local_;
+    std::vector<int> local_;   // per stage: its index among this rank's stages, -1 if another rank's
+    std::vector<detail::route> inputs_, outputs_; // per (local stage, op): route_index
     executor_state state_;
     std::optional<program_type> program_; // the rank's program (set in the constructor, replaced by restore)
     std::deque<action> ahead_;
+    std::vector<action> pair_; // the overlapped pair being checked
     detail::transfers<buffer, Comm> xfer_;
     std::vector<trace_event> trace_;
     bool drained_ = true;
@@ -624,6 +814,7 @@ private:
     bool agreed_ = false;
     std::atomic<std::uint64_t> busy_action_{0};
     std::atomic<std::int64_t> busy_since_{0};
+    std::chrono::steady_clock::time_point call_start_{}; // when the last call into a stage started
     std::atomic<int> waiting_on_{-1};
 };
 

@@ -110,7 +110,7 @@ public:
             detail::config_fail("inprocess_pipeline::run", "micro-batches", n,
                                 detail::concat("would take micro-batch ids past 2^31 - 1 (next is ", next_, ")"));
         const std::uint64_t previous = seq_;
-        post(command{command::run, n, ++seq_});
+        post(command{command::run_cmd, n, ++seq_});
         next_ += n;
         drained_ = false;
         wait_for(previous);
@@ -119,7 +119,7 @@ public:
     /// Finishes every micro-batch in flight on every rank. \throws the first failure.
     void drain() {
         check_usable("drain");
-        if (!drained_) post(command{command::drain, 0, ++seq_});
+        if (!drained_) post(command{command::drain_cmd, 0, ++seq_});
         wait_for(seq_);
         drained_ = true;
     }
@@ -163,7 +163,7 @@ public:
 
 private:
     struct command {
-        enum kind_t { run, drain, stop } kind;
+        enum kind_t { run_cmd, drain_cmd, stop_cmd } kind;
         std::int64_t n;
         std::uint64_t seq;
     };
@@ -197,9 +197,9 @@ private:
                 c = w.todo.front();
                 w.todo.pop_front();
             }
-            if (c.kind == command::stop) break;
+            if (c.kind == command::stop_cmd) break;
             try {
-                if (c.kind == command::run) exec.run(c.n);
+                if (c.kind == command::run_cmd) exec.run(c.n);
                 else exec.drain();
             } catch (const aborted_error&) {
                 std::lock_guard lock(st.mutex);
@@ -356,7 +356,7 @@ private:
             std::lock_guard lock(shared_->mutex);
             for (auto& w : shared_->workers) {
                 w.todo.clear();
-                w.todo.push_back(command{command::stop, 0, 0});
+                w.todo.push_back(command{command::stop_cmd, 0, 0});
             }
         }
         shared_->work_cv.notify_all();

@@ -59,4 +59,26 @@ namespace paci {
 template <class S>
 concept loss_scaling_stage = stage<S> && requires(S& s, double factor) { s.set_loss_scale(factor); };
 
+/// A stage that runs a forward and a full backward together: an overlapped pair of the program
+/// (`action::overlap_next`, PyTorch's `OVERLAP_F_B`), as DualPipe overlaps one chunk's forward with
+/// another chunk's backward to hide communication behind compute.
+///
+/// `s.forward_backward(mf, std::move(x), other, mb, std::move(g))` → `std::pair<buffer_type,
+/// buffer_type>`: runs `s.forward(mf, x)` and `other.backward(mb, g)` (in any order, or concurrently)
+/// and returns their results, {the forward's output, the backward's input gradient}. `s` is the
+/// forward's stage, `other` the backward's: another stage of the same rank, or `s` itself when the
+/// pair runs two micro-batches of one stage. The executor calls it for every `F` + `B` pair, with
+/// both inputs received, and sends both results after it returns; a pair whose backward is split
+/// (`F` + `I`), and every pair of a stage without this member, run as the two calls, forward first.
+/// An exception from it is the failure of the pair's forward (`pipeline_error::failed_action`).
+///
+/// Valid model: a `stage` with that member. Near miss: `forward_backward(mf, x, mb, g)` without the
+/// backward's stage (the pair's two members are usually different stages).
+template <class S>
+concept overlapping_stage = stage<S> && requires(S& s, S& other, int m, typename S::buffer_type b) {
+    {
+        s.forward_backward(m, std::move(b), other, m, std::move(b))
+    } -> std::same_as<std::pair<typename S::buffer_type, typename S::buffer_type>>;
+};
+
 } // namespace paci

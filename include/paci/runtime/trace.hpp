@@ -14,7 +14,8 @@
 namespace paci {
 
 /// One executed action: its weight version (for STEP, the version it produced) and its span in
-/// seconds since the run's epoch.
+/// seconds since the run's epoch. The two members of an overlapped pair that ran as one call
+/// (`overlapping_stage`) share its start, so their spans overlap.
 struct trace_event {
     action act{};
     version_t version = 0;
@@ -28,7 +29,9 @@ struct run_trace {
     pipeline_shape shape{};
     std::vector<std::vector<trace_event>> ranks;
 
-    /// The executed programs as a schedule (compute and STEP actions, in the order they ran).
+    /// The executed programs as a schedule (compute and STEP actions, in the order they ran). The
+    /// forward of an overlapped pair is recorded with its `overlap_next` flag and right before its
+    /// backward, so the pair reads back as the program had it.
     /// Micro-batch and update numbers are absolute: the trace of a pipeline that was restored from
     /// another's state starts at the restored numbers, so validate the trace of a whole run (every
     /// `run()` of the pipelines involved) rather than the resumed part alone.

@@ -25,9 +25,21 @@ struct stage_costs {
     friend bool operator==(const stage_costs&, const stage_costs&) = default;
 };
 
-/// Per-stage costs (or one for all stages), a per-message cost `latency + bytes / bandwidth`, and a
+/// Per-stage costs (or one for all stages), a per-message cost `latency + bytes / bandwidth`, a
 /// relative jitter: each compute's duration is scaled by `1 + u` with `u` uniform in
-/// `[-jitter, jitter)`, drawn from `seed`, the rank and the position (so a run is reproducible).
+/// `[-jitter, jitter)`, drawn from `seed`, the rank and the position (so a run is reproducible), and
+/// what an overlapped pair costs.
+///
+/// **Overlapped pairs** (`action::overlap_next`, PyTorch's `OVERLAP_F_B`). The two members start
+/// together, when the rank is free and both their inputs are there, and both end at
+///
+///     start + max(dF, dB) + overlap_penalty * min(dF, dB)
+///
+/// with `dF` and `dB` the members' own (jittered) durations: `overlap_penalty` 0 is perfect overlap
+/// (the shorter member hides entirely behind the longer), 1 is none (the pair takes the sum, as if
+/// run one after the other), and values between model partial overlap (two kernels sharing the
+/// device's compute). Neither member's output is available before the pair's end. The rank is busy
+/// for the pair's length once, not for the sum of its members.
 struct cost_model {
     stage_costs uniform{};
     std::vector<stage_costs> per_stage{}; ///< when non-empty, stage s uses per_stage[s]
@@ -36,6 +48,9 @@ struct cost_model {
     double bytes = 1;                                            ///< bytes per message
     double jitter = 0;
     std::uint64_t seed = 0;
+    /// How much of the shorter member of an overlapped pair does not hide behind the longer, in
+    /// [0, 1]: 0 (the default) is perfect overlap, 1 none (see above).
+    double overlap_penalty = 0;
 
     /// The costs of `stage`. \throws config_error for a stage with no per-stage entry.
     [[nodiscard]] const stage_costs& of(int stage) const {
@@ -60,6 +75,14 @@ struct cost_model {
         case op::STEP: return c.step;
         default: return 0;
         }
+    }
+
+    /// The duration of an overlapped pair whose members take `forward` and `backward` alone:
+    /// `max(forward, backward) + overlap_penalty * min(forward, backward)`.
+    [[nodiscard]] double overlapped(double forward, double backward) const noexcept {
+        const double longer = forward < backward ? backward : forward;
+        const double shorter = forward < backward ? forward : backward;
+        return longer + overlap_penalty * shorter;
     }
 
     /// Time from a SEND to its data being available at the receiver.
@@ -89,6 +112,8 @@ struct cost_model {
                                "must be in [0, 1)");
         detail::config_require(std::isfinite(transfer()), "cost_model", "bytes / bandwidth", bytes / bandwidth,
                                "must be finite");
+        detail::config_require(std::isfinite(overlap_penalty) && overlap_penalty >= 0 && overlap_penalty <= 1,
+                               "cost_model", "overlap_penalty", overlap_penalty, "must be in [0, 1]");
     }
 
     /// The jittered duration of the action at `position` of `rank`.

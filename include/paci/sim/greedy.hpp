@@ -4,6 +4,7 @@
 /// event-driven simulation that decides each stage's next action from what has arrived, and records
 /// the order the stages ran so that it can be replayed, checked and exported like a generated schedule.
 
+#include <paci/core/dataflow.hpp>
 #include <paci/core/error.hpp>
 #include <paci/core/limits.hpp>
 #include <paci/core/schedule.hpp>
@@ -73,9 +74,6 @@ template <version_controller Controller>
     const double transfer = costs.transfer();
     constexpr double unknown = -1;
     constexpr double never = std::numeric_limits<double>::infinity();
-    const auto idx = [&](int s, std::int64_t m) {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
-    };
     const auto at = [](int s) { return static_cast<std::size_t>(s); };
 
     greedy_simulation out;
@@ -90,8 +88,9 @@ template <version_controller Controller>
         int updates = 0;
     };
     std::vector<stage_state> st(at(P));
-    std::vector<double> fwd_end(static_cast<std::size_t>(P) * static_cast<std::size_t>(T), unknown);
-    std::vector<double> bwd_end(fwd_end.size(), unknown);
+    // When each stage's forward and backward of each micro-batch ended.
+    stage_grid<double> fwd_end(P, static_cast<int>(T), unknown);
+    stage_grid<double> bwd_end(P, static_cast<int>(T), unknown);
 
     // A stage's next action given what has arrived so far; `start == never` when nothing it could
     // run is on its way yet.
@@ -102,15 +101,22 @@ template <version_controller Controller>
     const auto decide = [&](int s) {
         const stage_state& x = st[at(s)];
         double gradient = never;
+        // Inputs by the IR's rule (`consumes`): a backward takes the next stage's gradient, except
+        // at the last stage, whose gradient is its own loss, ready when its forward (the backward's
+        // local prerequisite) ends; a forward takes the previous stage's output, always there at stage 0.
         if (x.backwards < x.forwards) {
-            const double e = s == P - 1 ? fwd_end[idx(s, x.backwards)] : bwd_end[idx(s + 1, x.backwards)];
-            if (e != unknown) gradient = s == P - 1 ? e : e + transfer;
+            const int m = static_cast<int>(x.backwards);
+            const auto h = consumes(action{op::B, s, m}, P);
+            const double e = h ? bwd_end(h->from, m) : fwd_end(s, m);
+            if (e != unknown) gradient = h ? e + transfer : e;
         }
         double input = never;
         const bool group_open = !Controller::flushes || x.forwards < (x.backwards / a + 1) * a;
         if (x.forwards < T && x.forwards - x.backwards < policy.cap_of(s) && group_open) {
-            const double e = s == 0 ? 0 : fwd_end[idx(s - 1, x.forwards)];
-            if (e != unknown) input = s == 0 ? 0 : e + transfer;
+            const int m = static_cast<int>(x.forwards);
+            const auto h = consumes(action{op::F, s, m}, P);
+            const double e = h ? fwd_end(h->from, m) : 0;
+            if (e != unknown) input = h ? e + transfer : 0;
         }
         if (gradient <= x.clock) return choice{op::B, x.clock};
         if (input <= x.clock) return choice{op::F, x.clock};
@@ -145,11 +151,11 @@ template <version_controller Controller>
         stage_state& x = st[at(best)];
         if (pick.kind == op::F) {
             const std::int64_t m = x.forwards++;
-            fwd_end[idx(best, m)] = run(best, action{op::F, best, static_cast<int>(m)}, pick.start);
+            fwd_end(best, static_cast<int>(m)) = run(best, action{op::F, best, static_cast<int>(m)}, pick.start);
         } else {
             const std::int64_t m = x.backwards++;
             const double end = run(best, action{op::B, best, static_cast<int>(m)}, pick.start);
-            bwd_end[idx(best, m)] = end;
+            bwd_end(best, static_cast<int>(m)) = end;
             if (controller.update_due(x.backwards)) static_cast<void>(run(best, action{op::STEP, best, x.updates++}, end));
         }
     }

@@ -59,10 +59,21 @@ struct simulation {
 /// Runs every rank's program over `costs`. Compute-only schedules move data between ranks at the
 /// producer's end plus `costs.transfer()`; lowered schedules move it by their SEND/RECV actions:
 /// with `buffered` sends a SEND costs its rank nothing and the data reaches the receiver
-/// `transfer()` later; with `rendezvous` sends both ends wait for each other and then take
-/// `transfer()` together. The schedule must be structurally valid (see `validate`); one whose ranks
-/// block each other ends early with `completed == false` and the wait cycle. `times` records the
-/// schedule's `fingerprint`, so the exporters refuse to draw them on another schedule.
+/// `transfer()` later, and a RECV is posted, as a non-blocking receive is (PyTorch's runtime posts
+/// its `irecv` early and waits for it at the compute that needs the data): it costs its rank
+/// nothing, its recorded interval runs from the post to the data's arrival, and the compute that
+/// consumes the data starts no earlier than the arrival. A RECV right before its consumer, as
+/// `lower` places them, gives the times a blocking receive would. A run completes exactly when
+/// `find_deadlock` finds no deadlock under the same semantics (whose receives wait for their SEND). With `rendezvous` sends both ends
+/// wait for each other and then take `transfer()` together. So a lowered schedule, as PyTorch writes
+/// it or as `lower` makes it, runs in the time of its compute-only form when `transfer()` is 0 and
+/// sends are buffered.
+///
+/// An overlapped pair (`action::overlap_next`) starts when the rank is free and both members' inputs
+/// are there, and both members end together after `cost_model::overlapped` of their durations; the
+/// rank is busy for that span once. The schedule must be structurally valid (see `validate`); one
+/// whose ranks block each other ends early with `completed == false` and the wait cycle. `times`
+/// records the schedule's `fingerprint`, so the exporters refuse to draw them on another schedule.
 /// \throws config_error for a bad cost model, a schedule that is not structurally valid (see
 /// `validate`; a deadlock is not an error, it is reported), tables past `paci::limits`, or times that
 /// overflow a double (durations too large for the schedule's length).
@@ -85,14 +96,17 @@ struct simulation {
     const int T = std::max(sch.microbatches, 0);
     const std::size_t R = sch.ranks.size();
     const bool lowered = sch.lowered();
+    const bool posted = lowered && sends == send_semantics::buffered; // RECVs are posted, computes wait
     const double transfer = costs.transfer();
     constexpr double unknown = -1;
-    const auto idx = [&](int s, int m) {
-        return static_cast<std::size_t>(s) * static_cast<std::size_t>(T) + static_cast<std::size_t>(m);
+    // Per hand-off (by its producer's stage and micro-batch, one grid per flow): when its producer
+    // ended, and when its SEND ran. The structure is valid, so every hand-off indexes a cell.
+    stage_grid<double> produced[2] = {{P, T, unknown}, {P, T, unknown}};
+    stage_grid<double> sent[2] = {{P, T, unknown}, {P, T, unknown}};
+    const auto time_of = [](stage_grid<double>* grids, const handoff& h) -> double& {
+        return grids[static_cast<int>(h.what)](h.from, h.microbatch);
     };
-    const auto in_range = [&](int s, int m) { return s >= 0 && s < P && m >= 0 && m < T; };
-    const std::size_t n = static_cast<std::size_t>(std::max(P, 0)) * static_cast<std::size_t>(T);
-    std::vector<double> fwd_end(n, unknown), bwd_end(n, unknown), sent_f(n, unknown), sent_b(n, unknown);
+    const crossings crosses(shape);
     std::vector<double> first_forward_last_stage(static_cast<std::size_t>(T), unknown);
 
     out.times.resize(R);
@@ -106,57 +120,53 @@ struct simulation {
     const auto current = [&](std::size_t r) -> const action* {
         return pc[r] < sch.ranks[r].size() ? &sch.ranks[r][pc[r]] : nullptr;
     };
-    // Earliest time the current action's input is available, or `unknown` if not yet known.
-    const auto ready_at = [&](std::size_t r, const action& a) -> double {
-        const int rank = static_cast<int>(r);
-        if (a.kind == op::F && a.stage > 0) {
-            const bool cross = shape.rank_of(a.stage - 1) != rank;
-            if (lowered && cross) return 0;
-            const double e = in_range(a.stage - 1, a.microbatch) ? fwd_end[idx(a.stage - 1, a.microbatch)] : unknown;
-            return e == unknown ? unknown : e + (cross ? transfer : 0);
+    // Earliest time a compute's input is available, or `unknown` if not yet known.
+    const auto ready_at = [&](const action& a) -> double {
+        const auto h = consumes(a, P);
+        if (!h) return 0;
+        const bool cross = crosses(*h);
+        if (lowered && cross) {
+            // Its RECV, before it, has run: blocking, it waited for the data; posted, its SEND has
+            // run and the data arrives `transfer` after it.
+            return posted ? time_of(sent, *h) + transfer : 0;
         }
-        if ((a.kind == op::B || a.kind == op::I) && a.stage + 1 < P) {
-            const bool cross = shape.rank_of(a.stage + 1) != rank;
-            if (lowered && cross) return 0;
-            const double e = in_range(a.stage + 1, a.microbatch) ? bwd_end[idx(a.stage + 1, a.microbatch)] : unknown;
-            return e == unknown ? unknown : e + (cross ? transfer : 0);
-        }
-        if (a.kind == op::RECV_F || a.kind == op::RECV_B) {
-            const action partner = detail::comm_partner(a);
-            if (!in_range(partner.stage, partner.microbatch)) return unknown;
-            const double sent = (a.kind == op::RECV_F ? sent_f : sent_b)[idx(partner.stage, partner.microbatch)];
-            return sent == unknown ? unknown : sent + transfer;
-        }
-        return 0;
+        const double e = time_of(produced, *h);
+        return e == unknown ? unknown : e + (cross ? transfer : 0);
     };
-    const auto finish = [&](std::size_t r, double start, double end) {
+    // Records the current action of `r` as run from `start` to `end` and moves past it.
+    const auto record = [&](std::size_t r, double start, double end) {
         const action a = *current(r);
         if (!std::isfinite(end))
             detail::config_fail(api, detail::concat("end of ", a, " on rank ", r), end,
                                 "must be finite: the cost model's durations overflow a double over this schedule");
         out.times[r][pc[r]] = {start, end};
-        clock[r] = end;
-        if (in_range(a.stage, a.microbatch)) {
-            const auto k = idx(a.stage, a.microbatch);
-            switch (a.kind) {
-            case op::F:
-                fwd_end[k] = end;
-                if (a.stage == P - 1) first_forward_last_stage[static_cast<std::size_t>(a.microbatch)] = start;
-                out.stored[r].emplace_back(end, ++stored[r]);
-                break;
-            case op::B:
-                bwd_end[k] = end;
-                out.stored[r].emplace_back(end, --stored[r]);
-                break;
-            case op::I: bwd_end[k] = end; break;
-            case op::W: out.stored[r].emplace_back(end, --stored[r]); break;
-            case op::SEND_F: sent_f[k] = start; break;
-            case op::SEND_B: sent_b[k] = start; break;
-            default: break;
-            }
+        if (is_comm(a.kind)) {
+            if (a.kind == op::SEND_F || a.kind == op::SEND_B) time_of(sent, *carries(a)) = start;
+        } else if (const auto h = produces(a, P)) {
+            time_of(produced, *h) = end;
         }
-        if (is_compute(a.kind) || a.kind == op::STEP) out.busy[r] += end - start;
+        switch (a.kind) {
+        case op::F:
+            if (a.stage == P - 1) first_forward_last_stage[static_cast<std::size_t>(a.microbatch)] = start;
+            out.stored[r].emplace_back(end, ++stored[r]);
+            break;
+        case op::B:
+        case op::W: out.stored[r].emplace_back(end, --stored[r]); break;
+        default: break;
+        }
         ++pc[r];
+    };
+    const auto finish = [&](std::size_t r, double start, double end) {
+        const action a = *current(r);
+        record(r, start, end);
+        if (is_compute(a.kind) || a.kind == op::STEP) out.busy[r] += end - start;
+        clock[r] = end;
+    };
+    // True when the current action of `r` opens an overlapped pair of computes.
+    const auto opens_pair = [&](std::size_t r) {
+        const auto& prog = sch.ranks[r];
+        const std::size_t p = pc[r];
+        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) && is_compute(prog[p + 1].kind);
     };
 
     bool progress = true;
@@ -180,13 +190,29 @@ struct simulation {
                         finish(r, t0, t1);
                     }
                 } else if (a->kind == op::SEND_F || a->kind == op::SEND_B) {
-                    finish(r, clock[r], clock[r]);
+                    record(r, clock[r], clock[r]); // buffered: a SEND costs its rank nothing
+                } else if (is_comm(a->kind)) {
+                    // Buffered: a RECV is posted; it lasts until its data arrives, but the rank's
+                    // clock does not wait for it, the compute that needs the data does. It is taken
+                    // once its SEND has run (as find_deadlock's receive waits), which changes no time.
+                    const double s = time_of(sent, *carries(*a));
+                    if (s == unknown) break;
+                    record(r, clock[r], std::max(clock[r], s + transfer));
+                } else if (a->overlap_next && opens_pair(r)) {
+                    const action second = sch.ranks[r][pc[r] + 1];
+                    const double ready_f = ready_at(*a);
+                    const double ready_b = ready_at(second);
+                    if (ready_f == unknown || ready_b == unknown) break;
+                    const double start = std::max({clock[r], ready_f, ready_b});
+                    const double span = costs.overlapped(costs.jittered(*a, static_cast<int>(r), pc[r]),
+                                                         costs.jittered(second, static_cast<int>(r), pc[r] + 1));
+                    record(r, start, start + span);
+                    finish(r, start, start + span); // busy for the pair's span once
                 } else {
-                    const double ready = ready_at(r, *a);
+                    const double ready = ready_at(*a);
                     if (ready == unknown) break;
                     const double start = std::max(clock[r], ready);
-                    const bool recv = a->kind == op::RECV_F || a->kind == op::RECV_B;
-                    finish(r, recv ? clock[r] : start, recv ? start : start + costs.jittered(*a, static_cast<int>(r), pc[r]));
+                    finish(r, start, start + costs.jittered(*a, static_cast<int>(r), pc[r]));
                 }
                 progress = true;
             }
