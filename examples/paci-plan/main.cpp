@@ -117,21 +117,59 @@ struct compare_row {
     std::string name;
     std::optional<result> r;
     std::string error;
+    std::string label; ///< empty: the policy's label
 };
 
-std::vector<compare_row> compare_all(const options& o) {
-    std::vector<compare_row> rows;
+/// The policies --compare runs when --policy names none: those that fit the shape.
+std::vector<std::string> default_policies(const options& o) {
+    if (o.ranks < o.stages) {
+        std::vector<std::string> names = {"interleaved", "looped-bfs", "interleaved-zb"};
+        if (o.stages == 2 * o.ranks) {
+            names.emplace_back("zb-v");
+            names.emplace_back("dualpipev");
+        }
+        return names;
+    }
     std::vector<std::string> names = {"gpipe", "1f1b", "zb-h1", "zb-h2", "pipedream", "2bw", "paci"};
     if (o.microbatches != 1) names.insert(names.begin() + 4, "pipedream-1"); // PipeDream as published: an update per micro-batch
-    if (o.ranks < o.stages) names = {"interleaved"};
+    return names;
+}
+
+/// Every --import, then the policies at the first file's shape (one update each unless --steps says
+/// otherwise, as a PyTorch file holds one), or at the command line's shape without --import.
+std::vector<compare_row> compare_all(options& o) {
+    std::vector<compare_row> rows;
+    for (const auto& path : o.import_files) {
+        compare_row row{path, std::nullopt, {}, path};
+        row.r = run_import(path, o);
+        rows.push_back(std::move(row));
+    }
+    if (!rows.empty()) {
+        const result& first = *rows.front().r;
+        o.stages = first.stages;
+        o.ranks = first.ranks;
+        o.chunks = first.stages / first.ranks;
+        o.microbatches = first.microbatches;
+        if (o.steps == 0) o.steps = 1;
+        if (o.policies.empty()) o.policy = o.ranks < o.stages ? "interleaved" : "paci";
+        o = finish_shape(std::move(o));
+        check_schedule_size(o);
+    }
+    const std::vector<std::string> names = o.policies.empty() ? default_policies(o) : o.policies;
     for (const auto& n : names) {
-        compare_row row{n, std::nullopt, {}};
+        compare_row row{n, std::nullopt, {}, {}};
         try {
             options one = o;
             one.policy = n == "pipedream-1" ? "pipedream" : n;
             if (n == "pipedream-1") one.microbatches = 1;
             if (n != "gpipe" && n != "1f1b" && n != "paci") one.flavour = paci::backward_flavour::perf;
-            if (n == "gpipe" || n == "interleaved" || n.rfind("zb", 0) == 0) one.cap.clear();
+            if (n != "paci" && n != "1f1b" && n != "pipedream" && n != "pipedream-1" && n != "2bw") one.cap.clear();
+            if (v_shaped(n) && one.stages != 2 * one.ranks)
+                throw paci::config_error(paci::detail::concat("paci-plan: ", n, " needs --stages = 2 x --ranks (",
+                                                              one.stages, " stages on ", one.ranks, " ranks)"));
+            if (!multi_stage(n) && one.ranks != one.stages)
+                throw paci::config_error(paci::detail::concat("paci-plan: ", n, " runs one stage per rank (",
+                                                              one.stages, " stages on ", one.ranks, " ranks)"));
             row.r = run_policy(one.policy, one);
         } catch (const paci::config_error& e) {
             row.error = e.what();
@@ -145,6 +183,10 @@ std::string label(const std::string& name) {
     if (name == "gpipe") return "GPipe";
     if (name == "1f1b") return "1F1B-flush";
     if (name == "interleaved") return "interleaved 1F1B";
+    if (name == "looped-bfs") return "looped BFS";
+    if (name == "interleaved-zb") return "interleaved ZB";
+    if (name == "zb-v") return "ZB-V";
+    if (name == "dualpipev") return "DualPipeV";
     if (name == "zb-h1") return "ZB-H1";
     if (name == "zb-h2") return "ZB-H2";
     if (name == "pipedream") return "PipeDream";
@@ -155,14 +197,20 @@ std::string label(const std::string& name) {
 
 std::string compare_table(const std::vector<compare_row>& rows, const options& o) {
     std::ostringstream out;
-    out << "Every policy: " << o.stages << " stages on " << o.ranks << " ranks, " << o.microbatches
-        << " micro-batches per update, " << paci::to_string(o.sends) << " sends, costs " << o.costs.uniform
-        << ", latency " << o.costs.latency << "\n\n";
-    out << pad("policy", 18) << pad("valid", 7) << pad("time/mb", 9) << pad("bubble", 8) << pad("activ.", 8)
-        << pad("versions", 10) << pad("drift", 8) << "staleness\n";
+    std::size_t w = 18;
+    for (const auto& row : rows)
+        if (!row.label.empty()) w = std::max(w, row.label.size() + 2);
+    out << (o.import_files.empty() ? "Every policy: " : "Imported schedules and policies: ") << o.stages
+        << " stages on " << o.ranks << " ranks, " << o.microbatches << " micro-batches per update, "
+        << paci::to_string(o.sends) << " sends, costs " << o.costs.uniform << ", latency " << o.costs.latency;
+    out << ", overlap " << o.costs.overlap_penalty;
+    out << "\n\n";
+    out << pad("policy", w) << pad("valid", 7) << pad("time/mb", 9) << pad("bubble", 8) << pad("makespan", 10)
+        << pad("activ.", 8) << pad("versions", 10) << pad("drift", 8) << "staleness\n";
     for (const auto& row : rows) {
+        const std::string name = row.label.empty() ? label(row.name) : row.label;
         if (!row.r) {
-            out << pad(label(row.name), 18) << "rejected: " << row.error << "\n";
+            out << pad(name, w) << "rejected: " << row.error << "\n";
             continue;
         }
         const result& r = *row.r;
@@ -171,13 +219,14 @@ std::string compare_table(const std::vector<compare_row>& rows, const options& o
         for (const auto& s : r.drift.stages) stale = std::max(stale, s.max_staleness);
         const int dbound = r.bounds ? max_of(r.bounds->drift) : 0;
         const int sbound = r.bounds ? max_of(r.bounds->staleness) : 0;
-        out << pad(label(row.name), 18) << pad(r.validation.valid() ? "yes" : "NO", 7)
+        out << pad(name, w) << pad(r.validation.valid() ? "yes" : "NO", 7)
             << pad(fixed(r.sim.time_per_microbatch()), 9) << pad(fixed(r.sim.bubble_fraction), 8)
-            << pad(std::to_string(max_of(r.memory.rank_peak_activations)), 8)
+            << pad(fixed(r.sim.makespan), 10) << pad(std::to_string(max_of(r.memory.rank_peak_activations)), 8)
             << pad(std::to_string(max_of(r.memory.peak_versions)), 10)
             << pad(std::to_string(drift) + "/" + std::to_string(dbound), 8) << stale << "/" << sbound << "\n";
     }
-    out << "\ntime/mb: steady-state time per micro-batch (simulated); activ.: most full activations on one rank;\n"
+    out << "\ntime/mb: steady-state time per micro-batch (simulated); makespan: the whole window (one update\n"
+           "for an imported file); activ.: most full activations on one rank;\n"
            "drift: most updates crossed between a forward and its backward (observed/bound); staleness: most\n"
            "updates between a forward and the update that applies its gradient (observed/bound).\n";
     return out.str();
@@ -241,7 +290,7 @@ int run(int argc, const char* const* argv) {
     }
     try {
         static_cast<void>(paci::set_limits(o.limits));
-        if (o.import_file.empty()) check_schedule_size(o);
+        if (o.import_files.empty()) check_schedule_size(o);
         if (o.plan) {
             const paci::plan p = paci::make_plan({.stages = o.stages,
                                                   .ranks = o.ranks,
@@ -269,7 +318,7 @@ int run(int argc, const char* const* argv) {
             for (const auto& row : rows) ok = ok && (!row.r || row.r->validation.valid());
             return ok ? 0 : 1;
         }
-        const result r = o.import_file.empty() ? run_policy(o.policy, o) : run_import(o);
+        const result r = o.import_files.empty() ? run_policy(o.policy, o) : run_import(o.import_files.front(), o);
         if (!r.validation.valid()) {
             std::cerr << "paci-plan: invalid schedule " << r.policy << "\n";
             for (const auto& e : errors_of(r, o)) std::cerr << "  " << e << "\n";

@@ -33,6 +33,7 @@ enum class format { table, grid, csv, chrome, svg, json };
 
 struct options {
     std::string policy = "paci";
+    std::vector<std::string> policies; ///< --policy's list (one name unless --compare)
     int stages = 8;
     int ranks = 0; ///< 0: same as stages
     int chunks = 0; ///< 0: stages / ranks
@@ -45,10 +46,12 @@ struct options {
     paci::send_semantics sends = paci::send_semantics::buffered;
     int memory_budget = 0;
     int drift_budget = -1;
-    std::string import_file;
+    std::vector<std::string> import_files; ///< --import, once or more (several only with --compare)
+    bool lowered_output = false;           ///< --lowered: grid and csv show the lowered schedule
     paci::csv_dialect dialect = paci::csv_dialect::automatic; ///< --dialect: the CSV's op names
     paci::limits limits = paci::current_limits();             ///< --max-actions, --max-bytes
     format output_format = format::table;
+    paci::csv_updates csv_updates = paci::csv_updates::omit; ///< --csv-updates
     std::string output_file;
     bool compare = false;
     bool plan = false;
@@ -56,32 +59,55 @@ struct options {
     std::set<std::string, std::less<>> given; ///< flags that appeared on the command line
 };
 
-inline constexpr std::string_view policy_names[] = {"gpipe", "1f1b", "interleaved", "zb-h1",
-                                                    "zb-h2", "pipedream", "2bw", "paci"};
+inline constexpr std::string_view policy_names[] = {"gpipe",     "1f1b", "interleaved", "looped-bfs",
+                                                    "interleaved-zb", "zb-v", "dualpipev",  "zb-h1",
+                                                    "zb-h2",     "pipedream", "2bw",     "paci"};
+
+/// Policies that place several stages on a rank: --ranks below --stages.
+inline bool multi_stage(std::string_view name) {
+    return name == "interleaved" || name == "looped-bfs" || name == "interleaved-zb" || name == "zb-v" ||
+           name == "dualpipev";
+}
+/// The V placement: stages r and 2R-1-r on rank r, so --stages must be 2 x --ranks.
+inline bool v_shaped(std::string_view name) { return name == "zb-v" || name == "dualpipev"; }
+/// Policies with a --chunks setting (stages per rank, the loop placement).
+inline bool chunked(std::string_view name) {
+    return name == "interleaved" || name == "looped-bfs" || name == "interleaved-zb";
+}
 
 inline const char* usage_text =
     "usage: paci-plan [options]\n"
-    "  --policy NAME        gpipe|1f1b|interleaved|zb-h1|zb-h2|pipedream|2bw|paci (default paci)\n"
-    "  --stages P           pipeline stages (default 8)\n"
-    "  --ranks R            ranks (default P; R < P runs interleaved 1F1B with P/R chunks)\n"
-    "  --chunks V           stages per rank for interleaved (default P/R, or 2)\n"
+    "  --policy NAME        gpipe|1f1b|interleaved|looped-bfs|interleaved-zb|zb-v|dualpipev|zb-h1|zb-h2|\n"
+    "                       pipedream|2bw|paci (default paci); with --compare, a comma-separated list\n"
+    "  --stages P           pipeline stages (default 8; zb-v and dualpipev: 2 x --ranks)\n"
+    "  --ranks R            ranks (default P; R < P places P/R stages on each rank: interleaved,\n"
+    "                       looped-bfs, interleaved-zb, and the V placements zb-v and dualpipev)\n"
+    "  --chunks V           stages per rank for interleaved, looped-bfs, interleaved-zb (default P/R, or 2)\n"
     "  --microbatches M     micro-batches per optimizer update, every policy (PACI's a) (default 8)\n"
     "  --steps N            updates in the window (default: enough for the steady state)\n"
     "  --cap L              PACI in-flight cap: one number (min(L, P-s) per stage) or a list L0,L1,...\n"
     "  --flavour F          perf|recompute (gpipe, 1f1b, paci)\n"
-    "  --costs K=V,...      f,b,i,w,r,step,latency,bandwidth,bytes (default f=1,b=2,i=1,w=1,r=1,step=0,\n"
-    "                       latency=0,bandwidth=inf,bytes=1)\n"
+    "  --costs K=V,...      f,b,i,w,r,step,latency,bandwidth,bytes,overlap (default f=1,b=2,i=1,w=1,r=1,\n"
+    "                       step=0,latency=0,bandwidth=inf,bytes=1,overlap=0; overlap: an overlapped F/B\n"
+    "                       pair takes max(F, B) + overlap x min(F, B))\n"
     "  --send S             buffered|rendezvous (default buffered)\n"
     "  --jitter X --seed S  relative jitter in [0, 1) per action, seeded\n"
     "  --memory-budget K    planner: most full activations per rank\n"
     "  --drift-budget D     planner: most updates crossed (drift) or lagged (staleness)\n"
-    "  --import FILE        analyse a PyTorch schedule CSV instead of a policy\n"
+    "  --import FILE        analyse a PyTorch schedule CSV (compute only, or lowered with SEND/RECV: analysed\n"
+    "                       as given) instead of a policy; repeat it with --compare to tabulate several\n"
     "  --dialect D          legacy|modern: the CSV's backward names (default: detected from the file)\n"
     "  --max-actions N      refuse schedules of more actions (default 134217728)\n"
     "  --max-bytes N        refuse schedules and analysis tables of more bytes (default 4294967296)\n"
-    "  --format F           table|grid|csv|chrome|svg|json (default table)\n"
+    "  --format F           table|grid|csv|chrome|svg|json (default table); csv is what PyTorch's\n"
+    "                       _load_csv reads (no STEP cells) unless --csv-updates says otherwise\n"
+    "  --lowered            grid and csv: the lowered schedule, with SEND/RECV (PyTorch's compute_comms)\n"
+    "  --csv-updates U      omit|reduce-grad|step: how csv writes paci's STEP (and R) cells: left out\n"
+    "                       (default), STEP as REDUCE_GRAD (one-update flushed schedules), or paci's own\n"
+    "                       STEP and R cells\n"
     "  --output FILE        write there instead of standard output\n"
-    "  --compare            every policy side by side for the same stages, micro-batches and costs\n"
+    "  --compare            every policy (or the --policy list, and every --import) side by side for the\n"
+    "                       same stages, micro-batches and costs\n"
     "  --plan               rank policies and settings within the budgets\n"
     "  --help               this text\n";
 
@@ -147,10 +173,11 @@ inline void parse_costs(std::string_view text, paci::cost_model& costs) {
         else if (key == "latency") costs.latency = v;
         else if (key == "bandwidth") costs.bandwidth = v;
         else if (key == "bytes") costs.bytes = v;
+        else if (key == "overlap") costs.overlap_penalty = v;
         else
             throw usage_error("--costs: unknown key " + quote(key) +
-                              " (expected f, b, i, w, r, step, latency, bandwidth, bytes)");
-        if (key != "bandwidth" && key != "bytes" && v >= 0 && !time_in_range(v)) // negatives: costs.validate() below
+                              " (expected f, b, i, w, r, step, latency, bandwidth, bytes, overlap)");
+        if (key != "bandwidth" && key != "bytes" && key != "overlap" && v >= 0 && !time_in_range(v)) // negatives: costs.validate() below
             throw usage_error(flag + ": " + quote(item.substr(eq + 1)) + " " + time_range_text());
     }
     // bytes / bandwidth is the time of a hop: in range like any other time, or 0 (no bytes, or bandwidth=inf).
@@ -165,6 +192,8 @@ inline void parse_costs(std::string_view text, paci::cost_model& costs) {
     }
 }
 
+inline options finish_shape(options o);
+
 inline options parse(int argc, const char* const* argv) {
     options o;
     const auto value = [&](int& k, std::string_view flag) -> std::string_view {
@@ -178,14 +207,20 @@ inline options parse(int argc, const char* const* argv) {
         if (flag == "--help" || flag == "-h") o.help = true;
         else if (flag == "--compare") o.compare = true;
         else if (flag == "--plan") o.plan = true;
+        else if (flag == "--lowered") o.lowered_output = true;
         else if (flag == "--policy") {
             const auto v = value(k, flag);
-            bool known = false;
-            for (const auto n : policy_names) known = known || n == v;
-            if (!known)
-                throw usage_error("--policy: unknown policy " + quote(v) +
-                                  " (expected gpipe, 1f1b, interleaved, zb-h1, zb-h2, pipedream, 2bw, paci)");
-            o.policy = std::string(v);
+            o.policies.clear();
+            for (const auto item : split(v, ',')) {
+                bool known = false;
+                for (const auto n : policy_names) known = known || n == item;
+                if (!known)
+                    throw usage_error("--policy: unknown policy " + quote(item) +
+                                      " (expected gpipe, 1f1b, interleaved, looped-bfs, interleaved-zb, zb-v, dualpipev, "
+                                      "zb-h1, zb-h2, pipedream, 2bw, paci)");
+                o.policies.emplace_back(item);
+            }
+            o.policy = o.policies.front();
         } else if (flag == "--stages") o.stages = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
         else if (flag == "--ranks") o.ranks = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
         else if (flag == "--chunks") o.chunks = static_cast<int>(parse_integer(flag, value(k, flag), 1, paci::max_stages));
@@ -216,7 +251,14 @@ inline options parse(int argc, const char* const* argv) {
             o.costs.seed = static_cast<std::uint64_t>(parse_integer(flag, value(k, flag), 0, std::numeric_limits<long long>::max()));
         else if (flag == "--memory-budget") o.memory_budget = static_cast<int>(parse_integer(flag, value(k, flag), 1, big));
         else if (flag == "--drift-budget") o.drift_budget = static_cast<int>(parse_integer(flag, value(k, flag), 0, big));
-        else if (flag == "--import") o.import_file = std::string(value(k, flag));
+        else if (flag == "--import") o.import_files.emplace_back(value(k, flag));
+        else if (flag == "--csv-updates") {
+            const auto v = value(k, flag);
+            if (v == "omit") o.csv_updates = paci::csv_updates::omit;
+            else if (v == "reduce-grad") o.csv_updates = paci::csv_updates::reduce_grad;
+            else if (v == "step") o.csv_updates = paci::csv_updates::step;
+            else throw usage_error("--csv-updates: " + quote(v) + " (expected omit, reduce-grad or step)");
+        }
         else if (flag == "--dialect") {
             const auto v = value(k, flag);
             if (v == "legacy") o.dialect = paci::csv_dialect::legacy;
@@ -245,20 +287,52 @@ inline options parse(int argc, const char* const* argv) {
             if (given(f)) throw usage_error(std::string(f) + ": has no effect " + std::string(because));
     };
     if (o.compare && o.plan) throw usage_error("--compare and --plan: choose one");
-    if ((o.compare || o.plan) && !o.import_file.empty()) throw usage_error("--import: cannot be combined with --compare or --plan");
-    if (o.import_file.empty()) no_effect({"--dialect"}, "without --import");
-    if (!o.import_file.empty()) {
+    if (o.plan && !o.import_files.empty()) throw usage_error("--import: cannot be combined with --plan");
+    if (o.import_files.size() > 1 && !o.compare)
+        throw usage_error(paci::detail::concat("--import: given ", o.import_files.size(),
+                                               " times; several files need --compare"));
+    if (o.policies.size() > 1 && !o.compare)
+        throw usage_error("--policy: a list ('" + o.policies.front() + ",...') needs --compare");
+    if (o.import_files.empty()) no_effect({"--dialect"}, "without --import");
+    if (!given("--format") || (o.output_format != format::csv && o.output_format != format::grid))
+        no_effect({"--lowered"}, "without --format csv or grid");
+    if (o.output_format != format::csv) no_effect({"--csv-updates"}, "without --format csv");
+    if (!o.import_files.empty() && o.compare) {
+        no_effect({"--stages", "--ranks", "--chunks", "--microbatches", "--cap", "--flavour", "--memory-budget",
+                   "--drift-budget"},
+                  "with --import (the first file gives the shape the policies are compared at)");
+        return o; // the shape comes from the files
+    }
+    if (!o.import_files.empty()) {
         no_effect({"--policy", "--stages", "--ranks", "--chunks", "--microbatches", "--steps", "--cap", "--flavour",
                    "--memory-budget", "--drift-budget"},
                   "with --import (the file gives the schedule)");
         return o; // the shape comes from the file
     }
+    return finish_shape(std::move(o));
+}
+
+/// Fills in --ranks and --chunks and checks the shape against the policy: after `parse`, and for
+/// --compare with --import, once the first file has given --stages, --ranks and --microbatches.
+inline options finish_shape(options o) {
+    const auto given = [&](std::string_view f) { return o.given.contains(f); };
+    const auto no_effect = [&](std::initializer_list<std::string_view> flags, std::string_view because) {
+        for (const auto f : flags)
+            if (given(f)) throw usage_error(std::string(f) + ": has no effect " + std::string(because));
+    };
     if (o.plan) no_effect({"--policy", "--steps", "--cap", "--flavour"}, "with --plan (it tries every policy)");
     if (!o.plan) no_effect({"--memory-budget", "--drift-budget"}, "without --plan");
-    if (o.compare) no_effect({"--policy", "--flavour"}, "with --compare (it runs every policy)");
+    if (o.compare) no_effect({"--flavour"}, "with --compare (it runs every policy)");
     if (given("--seed") && !given("--jitter")) throw usage_error("--seed: has no effect without --jitter");
-    if (given("--chunks") && o.policy != "interleaved" && !o.compare && !o.plan)
-        throw usage_error("--chunks: '" + std::to_string(o.chunks) + "' applies only to --policy interleaved");
+    if (given("--chunks") && !chunked(o.policy) && !o.compare && !o.plan)
+        throw usage_error("--chunks: '" + std::to_string(o.chunks) +
+                          "' applies only to --policy interleaved, looped-bfs and interleaved-zb");
+    if (v_shaped(o.policy) && !o.compare && !o.plan) {
+        if (!given("--ranks") && o.stages % 2 == 0) o.ranks = o.stages / 2; // the V placement: two stages per rank
+        if (o.ranks * 2 != o.stages)
+            throw usage_error("--stages: '" + std::to_string(o.stages) + "' must be 2 x --ranks (" +
+                              std::to_string(o.ranks) + ") for --policy " + o.policy + " (stages r and 2R-1-r on rank r)");
+    }
     if ((o.compare || o.plan) && o.output_format != format::table && o.output_format != format::json)
         throw usage_error("--format: --compare and --plan print table or json");
     if (o.ranks == 0) o.ranks = o.chunks > 0 ? std::max(1, o.stages / o.chunks) : o.stages;
@@ -268,13 +342,15 @@ inline options parse(int argc, const char* const* argv) {
     if (o.chunks * o.ranks != o.stages)
         throw usage_error("--chunks: '" + std::to_string(o.chunks) + "' times --ranks (" + std::to_string(o.ranks) +
                           ") must equal --stages (" + std::to_string(o.stages) + ")");
-    if (o.policy == "interleaved" && !given("--chunks") && !given("--ranks") && o.stages % 2 == 0) {
+    if (multi_stage(o.policy) && !given("--chunks") && !given("--ranks") && o.stages % 2 == 0 && !o.compare &&
+        !o.plan) {
         o.chunks = 2; // interleaving needs chunks: by default two per rank
         o.ranks = o.stages / 2;
     }
-    if (o.policy != "interleaved" && o.ranks != o.stages && !o.compare && !o.plan)
+    if (!multi_stage(o.policy) && o.ranks != o.stages && !o.compare && !o.plan)
         throw usage_error("--ranks: '" + std::to_string(o.ranks) + "' differs from --stages (" + std::to_string(o.stages) +
-                          "): only --policy interleaved places several stages on a rank");
+                          "): only interleaved, looped-bfs, interleaved-zb, zb-v and dualpipev place several stages "
+                          "on a rank");
     if (o.flavour_given && o.flavour == paci::backward_flavour::recompute && o.policy != "gpipe" && o.policy != "1f1b" &&
         o.policy != "paci" && !o.compare && !o.plan)
         throw usage_error("--flavour: 'recompute' is available for gpipe, 1f1b and paci, not " + quote(o.policy));

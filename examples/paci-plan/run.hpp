@@ -5,6 +5,10 @@
 
 #include <paci/paci.hpp>
 #include <paci/plan/planner.hpp>
+#include <paci/policy/dualpipe_v.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/sim/simulate.hpp>
 
 #include <optional>
@@ -20,8 +24,9 @@ struct result {
     int ranks = 0;
     int microbatches = 0; ///< per update
     int steps = 0;
-    paci::schedule compute;
-    paci::schedule lowered;
+    paci::schedule compute; ///< as generated or imported (an imported lowered schedule keeps its SEND/RECV)
+    paci::schedule lowered; ///< what was simulated: `lower(compute)`, or `compute` itself if it came lowered
+    std::optional<paci::csv_layout> layout; ///< an imported file's layout: --format csv writes its bytes back
     paci::validation_report validation;
     paci::simulation sim;
     paci::replay_result versions;
@@ -42,7 +47,8 @@ inline int default_steps(const options& o, int per_update) {
 inline void check_schedule_size(const options& o) {
     const int N = default_steps(o, o.microbatches);
     const bool three_ops = o.compare || o.plan || o.flavour == paci::backward_flavour::recompute ||
-                           o.policy == "zb-h1" || o.policy == "zb-h2";
+                           o.policy == "zb-h1" || o.policy == "zb-h2" || o.policy == "zb-v" || o.policy == "dualpipev" ||
+                           o.policy == "interleaved-zb";
     const std::uint64_t P = static_cast<std::uint64_t>(o.stages);
     const std::uint64_t cells = paci::detail::mul_sat(P, paci::detail::mul_sat(static_cast<std::uint64_t>(o.microbatches),
                                                                                static_cast<std::uint64_t>(N)));
@@ -61,7 +67,9 @@ inline void check_schedule_size(const options& o) {
         " bytes (raise it with --max-actions and --max-bytes)"));
 }
 
-/// Lowering, validation, simulation and replay of a compute schedule.
+/// Lowering, validation, simulation and replay of a schedule. A compute-only schedule is lowered for
+/// the chosen send semantics; one that already holds SEND/RECV (PyTorch's compute_comms files) is
+/// analysed as given: its own communication is validated, searched for deadlock and simulated.
 inline result analyse(paci::schedule compute, const options& o, std::optional<paci::version_bounds> bounds,
                       const auto& controller) {
     result r;
@@ -72,8 +80,10 @@ inline result analyse(paci::schedule compute, const options& o, std::optional<pa
     r.microbatches = compute.steps > 0 ? compute.microbatches / compute.steps : compute.microbatches;
     r.validation = paci::validate(compute);
     if (r.validation.valid()) {
-        r.lowered = paci::lower(compute, o.sends == paci::send_semantics::rendezvous ? paci::lowering::rendezvous_safe
-                                                                                     : paci::lowering::eager);
+        r.lowered = compute.lowered()
+                        ? compute
+                        : paci::lower(compute, o.sends == paci::send_semantics::rendezvous ? paci::lowering::rendezvous_safe
+                                                                                           : paci::lowering::eager);
         r.validation = paci::validate(r.lowered);
         r.sim = paci::simulate(r.lowered, o.costs, o.sends);
     }
@@ -124,6 +134,13 @@ inline result run_policy(const std::string& name, const options& o) {
         });
     if (name == "interleaved")
         return analyse_policy(paci::interleaved_one_f_one_b{.ranks = o.ranks, .chunks = o.chunks, .microbatches = M, .steps = N}, o);
+    if (name == "looped-bfs")
+        return analyse_policy(paci::looped_bfs{.ranks = o.ranks, .chunks = o.chunks, .microbatches = M, .steps = N}, o);
+    if (name == "interleaved-zb")
+        return analyse_policy(
+            paci::interleaved_zero_bubble{.ranks = o.ranks, .chunks = o.chunks, .microbatches = M, .steps = N}, o);
+    if (name == "zb-v") return analyse_policy(paci::zb_v{.ranks = o.ranks, .microbatches = M, .steps = N}, o);
+    if (name == "dualpipev") return analyse_policy(paci::dualpipe_v{.ranks = o.ranks, .microbatches = M, .steps = N}, o);
     if (name == "zb-h1") return analyse_policy(paci::zb_h1{.stages = P, .microbatches = M, .steps = N}, o);
     if (name == "zb-h2") return analyse_policy(paci::zb_h2{.stages = P, .microbatches = M, .steps = N}, o);
     if (name == "pipedream")

@@ -90,14 +90,39 @@ TEST_CASE("make_plan: without budgets PACI is (M+P-1)/M times faster than 1F1B-f
     for (const auto& c : p.candidates) CHECK(c.feasible());
 }
 
-TEST_CASE("make_plan: fewer ranks than stages plans interleaved 1F1B", "[unit][plan]") {
+TEST_CASE("make_plan: fewer ranks than stages plans the multi-stage policies", "[unit][plan]") {
+    const auto find = [](const paci::plan& p, std::string_view prefix) -> const paci::plan_candidate* {
+        for (const auto& c : p.candidates)
+            if (c.policy.rfind(prefix, 0) == 0) return &c;
+        return nullptr;
+    };
+    // Two stages per rank: the loop placements and the V placements.
     const paci::plan p = paci::make_plan({.stages = 8, .ranks = 4, .microbatches = 8});
-    REQUIRE(p.candidates.size() == 1);
-    CHECK(p.candidates.front().policy.rfind("interleaved_one_f_one_b{.ranks = 4, .chunks = 2", 0) == 0);
+    REQUIRE(p.candidates.size() == 5);
+    for (const std::string_view name : {"interleaved_one_f_one_b{.ranks = 4, .chunks = 2", "looped_bfs{.ranks = 4, .chunks = 2",
+                                        "interleaved_zero_bubble{.ranks = 4, .chunks = 2", "zb_v{.ranks = 4",
+                                        "dualpipe_v{.ranks = 4"}) {
+        CAPTURE(name);
+        const paci::plan_candidate* c = find(p, name);
+        REQUIRE(c != nullptr);
+        CHECK(c->feasible());
+    }
+    // ZB-V's step is 6M + R - 1 = 51 for 8 micro-batches with F = I = W = 1 (the published zero
+    // bubble), against interleaved 1F1B's 57: it ranks above it.
+    CHECK(find(p, "zb_v")->time_per_microbatch < find(p, "interleaved_one_f_one_b")->time_per_microbatch);
+    // Three stages per rank: no V placement.
+    CHECK(paci::make_plan({.stages = 12, .ranks = 4, .microbatches = 8}).candidates.size() == 3);
+    // A request a policy refuses lists it as rejected, with the policy's own reason.
     const paci::plan bad = paci::make_plan({.stages = 8, .ranks = 4, .microbatches = 6});
-    REQUIRE_FALSE(bad.candidates.front().feasible());
-    CHECK_THAT(bad.candidates.front().rejected_because.front(),
+    const paci::plan_candidate* interleaved = find(bad, "interleaved_one_f_one_b");
+    REQUIRE(interleaved != nullptr);
+    REQUIRE_FALSE(interleaved->feasible());
+    CHECK_THAT(interleaved->rejected_because.front(),
                Catch::Matchers::ContainsSubstring("microbatches (6) must be a multiple of ranks (4)"));
+    const paci::plan_candidate* dualpipe = find(bad, "dualpipe_v");
+    REQUIRE(dualpipe != nullptr);
+    REQUIRE_FALSE(dualpipe->feasible());
+    CHECK_THAT(dualpipe->rejected_because.front(), Catch::Matchers::ContainsSubstring("microbatches (6) must be >= 2 * ranks"));
 }
 
 TEST_CASE("make_plan: impossible requests are config errors", "[unit][plan]") {

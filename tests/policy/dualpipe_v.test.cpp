@@ -305,14 +305,7 @@ TEST_CASE("dualpipe_v: valid, pairs well formed, deadlock-free when lowered, mem
 }
 
 TEST_CASE("dualpipe_v: PyTorch 2.11's DualPipeV, 4 ranks, 8 micro-batches", "[policy][dualpipe_v][pytorch]") {
-    // Needs the CSV importer to read OVERLAP_F_B cells; until it does, the comparison is skipped, loudly.
-    std::optional<paci::imported_schedule> torch;
-    try {
-        torch = pytorch_fixture("DualPipeV_p4_v2_m8.compute.csv");
-    } catch (const paci::parse_error& e) {
-        WARN("DualPipeV comparison skipped: the CSV importer cannot read PyTorch's overlapped pairs yet: " << e.what());
-        return;
-    }
+    const std::optional<paci::imported_schedule> torch = pytorch_fixture("DualPipeV_p4_v2_m8.compute.csv");
     const DPV policy{.ranks = 4, .microbatches = 8, .steps = 1};
     const paci::schedule ours = policy.generate();
     REQUIRE(torch->sched.shape == ours.shape);
@@ -323,10 +316,14 @@ TEST_CASE("dualpipe_v: PyTorch 2.11's DualPipeV, 4 ranks, 8 micro-batches", "[po
         CHECK(check_pairs(torch->sched) == check_pairs(ours));
     }
     SECTION("at least as good under paci's simulator: makespan and peak stored micro-batches") {
-        const paci::cost_model costs{}; // F = 1, B = 2, I = W = 1
-        const double theirs = paci::simulate(torch->sched, costs).makespan;
-        const double mine = paci::simulate(ours, costs).makespan;
-        CHECK(mine <= theirs);
+        for (const double overlap : {0.0, 0.5, 1.0}) { // a pair takes max(F, B) + overlap x min(F, B)
+            paci::cost_model costs{};                   // F = 1, B = 2, I = W = 1
+            costs.overlap_penalty = overlap;
+            CAPTURE(overlap);
+            const double theirs = paci::simulate(torch->sched, costs).makespan;
+            const double mine = paci::simulate(ours, costs).makespan;
+            CHECK(mine <= theirs);
+        }
         const auto m_theirs = paci::memory_of(paci::replay(torch->sched));
         const auto m_mine = paci::memory_of(paci::replay(ours, policy.controller()));
         REQUIRE(m_mine.peak_stored.size() == m_theirs.peak_stored.size());

@@ -75,7 +75,7 @@ TEST_CASE("simulate: an overlapped pair takes max(dF, dB) + penalty * min(dF, dB
           paci::simulate(plain, pair_costs(f, b, 0)).makespan);
     CHECK(paci::cost_model{.overlap_penalty = 0.5}.overlapped(2, 6) == 7);
     CHECK(paci::cost_model{.overlap_penalty = 0.5}.overlapped(6, 2) == 7);
-    CHECK(paci::cost_model{}.overlapped(6, 2) == 6);
+    CHECK(paci::cost_model{}.overlapped(6, 2) == 8); // the default, 1: the sum
 }
 
 TEST_CASE("simulate: a pair waits for the later of its two inputs", "[unit][sim][overlap]") {
@@ -85,6 +85,7 @@ TEST_CASE("simulate: a pair waits for the later of its two inputs", "[unit][sim]
     //   rank 1: F(1,0) [5, 6]; pair inputs at 10 (F) and 6 (B's local F): [10, 10 + max(1, 2)] = [10, 12]
     paci::cost_model c;
     c.per_stage = {paci::stage_costs{.f = 5, .b = 2}, paci::stage_costs{.f = 1, .b = 2}};
+    c.overlap_penalty = 0; // perfect overlap: the pair takes max(1, 2)
     const paci::simulation sim = paci::simulate(last_stage_pair(), c);
     CHECK(sim.times[1][0] == paci::action_time{5, 6});
     CHECK(sim.times[1][1] == paci::action_time{10, 12});

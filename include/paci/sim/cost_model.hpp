@@ -49,8 +49,11 @@ struct cost_model {
     double jitter = 0;
     std::uint64_t seed = 0;
     /// How much of the shorter member of an overlapped pair does not hide behind the longer, in
-    /// [0, 1]: 0 (the default) is perfect overlap, 1 none (see above).
-    double overlap_penalty = 0;
+    /// [0, 1]: 0 is perfect overlap, 1 (the default) none (see above). The default is the sum
+    /// because these costs have no communication inside a stage: DualPipe overlaps a forward and a
+    /// backward to hide one's expert-parallel all-to-all behind the other's compute, and two
+    /// computes sharing one device take about their sum. Set it below 1 to model that hiding.
+    double overlap_penalty = 1;
 
     /// The costs of `stage`. \throws config_error for a stage with no per-stage entry.
     [[nodiscard]] const stage_costs& of(int stage) const {
