@@ -920,6 +920,10 @@ inline std::string write_csv(const schedule& sch, const export_options& options)
 /// pair in the legacy dialect, or `csv_updates::reduce_grad` on a schedule it cannot describe
 /// faithfully (the message names the stage).
 [[nodiscard]] inline std::string export_csv(const schedule& sch, const export_options& options = {}) {
+    if (options.updates != csv_updates::omit && options.updates != csv_updates::reduce_grad &&
+        options.updates != csv_updates::step)
+        detail::config_fail("export_csv", "export_options::updates", static_cast<int>(options.updates),
+                            "must be csv_updates::omit, reduce_grad or step");
     return detail::write_csv(sch, options);
 }
 

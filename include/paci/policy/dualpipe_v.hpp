@@ -79,10 +79,12 @@ struct dualpipe_v {
     [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
     /// Every update drains, so `executor::run(n)` takes whole updates.
     [[nodiscard]] int run_granularity() const noexcept { return microbatches; }
-    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first.
+    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first and
+    /// refuses an update's program past `paci::limits` before anything is allocated.
     [[nodiscard]] update_program<dualpipe_v> program(int rank) const {
         validate();
         detail::check_rank(name, rank, ranks);
+        detail::check_schedule_size(name, actions_per_update());
         return unchecked_program(rank);
     }
     /// `program(rank)` of a validated policy and a rank in range.
@@ -92,12 +94,8 @@ struct dualpipe_v {
 
     [[nodiscard]] schedule generate() const {
         validate();
-        // Per rank and update: 2 M forwards, 2 M backwards of which at most 2 ranks - 1 split (an I
-        // and a W), and 2 STEPs.
-        const std::uint64_t per_update =
-            detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), 4U), 2U * static_cast<std::uint64_t>(ranks) + 1U);
         return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps,
-                                   detail::mul_sat(per_update, static_cast<std::uint64_t>(steps)));
+                                   detail::mul_sat(actions_per_update(), static_cast<std::uint64_t>(steps)));
     }
 
     /// Appends update `g`'s program of rank `r` (the phases above).
@@ -164,6 +162,14 @@ struct dualpipe_v {
     }
 
     friend constexpr bool operator==(const dualpipe_v&, const dualpipe_v&) = default;
+
+private:
+    /// Actions of one rank per update, at most: 2 M forwards, 2 M backwards of which at most
+    /// 2 ranks - 1 split (an I and a W), and 2 STEPs.
+    [[nodiscard]] std::uint64_t actions_per_update() const noexcept {
+        return detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), 4U),
+                               2U * static_cast<std::uint64_t>(ranks) + 1U);
+    }
 };
 
 inline std::ostream& operator<<(std::ostream& os, const dualpipe_v& p) {

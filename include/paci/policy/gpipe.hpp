@@ -43,6 +43,8 @@ struct gpipe {
     [[nodiscard]] update_program<gpipe> program(int rank) const {
         validate();
         detail::check_rank(name, rank, shape().ranks);
+        // One update of the rank, what the stream buffers: F (and R) and B per micro-batch, a STEP.
+        detail::check_schedule_size(name, detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), recomputes ? 3U : 2U), 1U));
         return unchecked_program(rank);
     }
     /// `program(rank)` of a validated policy and a rank in range.

@@ -61,6 +61,8 @@ struct interleaved_one_f_one_b {
     [[nodiscard]] update_program<interleaved_one_f_one_b> program(int rank) const {
         validate();
         detail::check_rank(name, rank, shape().ranks);
+        // One update of the rank, what the stream buffers: F and B per chunk and micro-batch, a STEP per chunk.
+        detail::check_schedule_size(name, detail::add_sat(detail::mul_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), static_cast<std::uint64_t>(chunks)), 2U), static_cast<std::uint64_t>(chunks)));
         return unchecked_program(rank);
     }
     /// `program(rank)` of a validated policy and a rank in range.

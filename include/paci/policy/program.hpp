@@ -49,10 +49,10 @@ public:
 
     bool next(action& out, std::int64_t cut) {
         if (pos_ == buf_.size()) {
-            detail::config_require(static_cast<std::int64_t>(update_ + 1) * policy_.microbatches <=
+            detail::config_require((static_cast<std::int64_t>(update_) + 1) * policy_.microbatches <=
                                        std::numeric_limits<std::int32_t>::max(),
                                    Policy::name, "micro-batch index",
-                                   static_cast<std::int64_t>(update_ + 1) * policy_.microbatches, "must fit in 32 bits");
+                                   (static_cast<std::int64_t>(update_) + 1) * policy_.microbatches, "must fit in 32 bits");
             buf_.clear();
             pos_ = 0;
             policy_.append_update(rank_, update_++, buf_);

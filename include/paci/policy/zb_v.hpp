@@ -78,10 +78,12 @@ struct zb_v {
     [[nodiscard]] double loss_scale() const noexcept { return 1.0 / static_cast<double>(microbatches); }
     /// Every update drains, so `executor::run(n)` takes whole updates.
     [[nodiscard]] int run_granularity() const noexcept { return microbatches; }
-    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first.
+    /// Rank `rank`'s endless program, one update's program at a time. Validates the policy first and
+    /// refuses an update's program past `paci::limits` before anything is allocated.
     [[nodiscard]] update_program<zb_v> program(int rank) const {
         validate();
         detail::check_rank(name, rank, ranks);
+        detail::check_schedule_size(name, actions_per_update());
         return unchecked_program(rank);
     }
     /// `program(rank)` of a validated policy and a rank in range.
@@ -89,10 +91,8 @@ struct zb_v {
 
     [[nodiscard]] schedule generate() const {
         validate();
-        // Per rank and update: F, I and W for 2 stages and M micro-batches, and 2 STEPs.
         return detail::materialize(*this, static_cast<std::int64_t>(microbatches) * steps,
-                                   detail::mul_sat(detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), 6U), 2U),
-                                                   static_cast<std::uint64_t>(steps)));
+                                   detail::mul_sat(actions_per_update(), static_cast<std::uint64_t>(steps)));
     }
 
     /// Appends update `g`'s program of rank `r` (the phases above); each stage's STEP follows its last `W`.
@@ -154,6 +154,12 @@ struct zb_v {
     }
 
     friend constexpr bool operator==(const zb_v&, const zb_v&) = default;
+
+private:
+    /// Actions of one rank per update: F, I and W for 2 stages and M micro-batches, and 2 STEPs.
+    [[nodiscard]] std::uint64_t actions_per_update() const noexcept {
+        return detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), 6U), 2U);
+    }
 };
 
 inline std::ostream& operator<<(std::ostream& os, const zb_v& p) {

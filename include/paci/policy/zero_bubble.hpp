@@ -61,6 +61,8 @@ struct zero_bubble {
     [[nodiscard]] update_program<zero_bubble> program(int rank) const {
         validate();
         detail::check_rank(name, rank, shape().ranks);
+        // One update of the rank, what the stream buffers: F, I and W per micro-batch, a STEP.
+        detail::check_schedule_size(name, detail::add_sat(detail::mul_sat(static_cast<std::uint64_t>(microbatches), 3U), 1U));
         return unchecked_program(rank);
     }
     /// `program(rank)` of a validated policy and a rank in range.
