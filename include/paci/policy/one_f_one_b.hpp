@@ -90,11 +90,15 @@ private:
         }
         if (backwards_ >= forwards_) return false;
         const int m = static_cast<int>(backwards_++);
+        // The first action goes straight to `out`; only what follows it waits in the queue.
         head_ = count_ = 0;
-        if (recompute_ && !last_) queue_[count_++] = action{op::R, stage_, m};
-        queue_[count_++] = action{op::B, stage_, m};
+        if (recompute_ && !last_) {
+            out = action{op::R, stage_, m};
+            queue_[count_++] = action{op::B, stage_, m};
+        } else {
+            out = action{op::B, stage_, m};
+        }
         if (ctl_.update_due(backwards_)) queue_[count_++] = action{op::STEP, stage_, updates_++};
-        out = queue_[head_++];
         return true;
     }
 
