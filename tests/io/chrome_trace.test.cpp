@@ -6,6 +6,7 @@
 
 #include <paci/analysis/replay.hpp>
 #include <paci/core/lower.hpp>
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
 #include <paci/sim/simulate.hpp>
@@ -15,6 +16,7 @@
 #include "support/lowerings.hpp"
 #include "support/program_text.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <set>
@@ -206,6 +208,103 @@ TEST_CASE("chrome trace: bad times are configuration errors", "[unit][io][chrome
                          Catch::Matchers::Message("paci::to_chrome_trace: times[1][2] (2, 1) must be finite with start <= end"));
     t[1][2] = {0, 1};
     CHECK_THROWS_AS(paci::to_chrome_trace(s, t, nullptr, {.time_scale = 0}), paci::config_error);
+}
+
+// Overlapped pairs (issue 9).
+
+TEST_CASE("chrome trace: the backward of an overlapped pair runs on its rank's overlap track",
+          "[unit][io][chrome_trace][pair]") {
+    const paci::dualpipe_v policy{.ranks = 2, .microbatches = 4, .steps = 1};
+    const paci::schedule s = paci::lower(policy.generate());
+    const paci::replay_result versions = paci::replay(s, policy.controller());
+    const std::size_t R = s.ranks.size();
+    for (const double penalty : {1.0, 0.0}) {
+        CAPTURE(penalty);
+        paci::cost_model costs{};
+        costs.overlap_penalty = penalty;
+        const paci::simulation sim = paci::simulate(s, costs);
+        REQUIRE(sim.completed);
+        const json trace = json_reader::parse(paci::to_chrome_trace(s, sim.times, &versions));
+        const auto slices = events_with(trace, "X");
+        REQUIRE(slices.size() == s.size()); // every member is there
+        std::size_t k = 0;
+        std::size_t pairs = 0;
+        for (std::size_t r = 0; r < R; ++r) {
+            const auto& prog = s.ranks[r];
+            for (std::size_t p = 0; p < prog.size(); ++p, ++k) {
+                const json& e = *slices[k];
+                const paci::action a = prog[p];
+                const bool opens = a.overlap_next;
+                const bool closes = p > 0 && prog[p - 1].overlap_next;
+                CAPTURE(r, p, paci::to_string(a));
+                CHECK(e["name"].str == paci::to_string(a));
+                CHECK(e["tid"].number == static_cast<double>(closes ? R + r : r));
+                CHECK(e["ts"].number == sim.times[r][p].start);
+                if (!opens && !closes) {
+                    CHECK_FALSE(e["args"].has("overlapped_pair"));
+                    continue;
+                }
+                const paci::action f = opens ? a : prog[p - 1];
+                const paci::action b = opens ? prog[p + 1] : a;
+                CHECK(e["args"]["overlapped_pair"].str == paci::to_string(f, b));
+                // Both members span the pair: max(F, B) + penalty * min(F, B) with F = 1, B = 2.
+                CHECK(e["dur"].number == 2 + penalty);
+                // Their args are those of any compute: the version each read, and the backward's drift.
+                const paci::version_record& rec = versions.at(a.stage, a.microbatch);
+                CHECK(e["args"]["op"].str == paci::to_string(a.kind));
+                CHECK(e["args"]["version"].number == (opens ? rec.forward : rec.backward));
+                if (closes) CHECK(e["args"]["drift"].number == 0);
+                pairs += opens ? 1U : 0U;
+            }
+        }
+        CHECK(pairs == 6); // dualpipe_v, R = 2, M = 4: 3 pairs per rank (phases 4 and 5)
+
+        // Each rank's overlap track is named after it and listed right after it.
+        std::map<double, std::string> names;
+        std::map<double, double> order;
+        for (const json* m : events_with(trace, "M")) {
+            if ((*m)["name"].str == "thread_name") names[(*m)["tid"].number] = (*m)["args"]["name"].str;
+            if ((*m)["name"].str == "thread_sort_index") order[(*m)["tid"].number] = (*m)["args"]["sort_index"].number;
+        }
+        CHECK(names == std::map<double, std::string>{{0, "rank 0"}, {1, "rank 1"}, {2, "rank 0 (overlapped)"},
+                                                     {3, "rank 1 (overlapped)"}});
+        CHECK(order == std::map<double, double>{{0, 0}, {1, 2}, {2, 1}, {3, 3}});
+
+        // On every track the computes are disjoint: nothing for a viewer to nest.
+        std::map<double, std::vector<std::pair<double, double>>> by_tid;
+        for (const json* e : slices)
+            if ((*e)["cat"].str == "compute" && (*e)["dur"].number > 0)
+                by_tid[(*e)["tid"].number].emplace_back((*e)["ts"].number, (*e)["ts"].number + (*e)["dur"].number);
+        CHECK(by_tid.size() == 4);
+        for (auto& [tid, spans] : by_tid) {
+            CAPTURE(tid);
+            std::sort(spans.begin(), spans.end());
+            for (std::size_t i = 1; i < spans.size(); ++i) CHECK(spans[i - 1].second <= spans[i].first);
+        }
+    }
+}
+
+TEST_CASE("chrome trace: pair members that run in turn stay on their rank's track", "[unit][io][chrome_trace][pair]") {
+    const paci::schedule s = paci::lower(paci::dualpipe_v{.ranks = 2, .microbatches = 4, .steps = 1}.generate());
+    paci::schedule plain = s;
+    for (auto& prog : plain.ranks)
+        for (paci::action& a : prog) a.overlap_next = false;
+    // Program-order times run the forward, then the backward: the trace of the same programs unpaired.
+    const std::string trace = paci::to_chrome_trace(s);
+    CHECK(trace == paci::to_chrome_trace(plain));
+    CHECK(trace.find("overlapped") == std::string::npos);
+    // So does a hand-given table that moves each pair's backward after its forward.
+    const paci::simulation sim = paci::simulate(s, paci::cost_model{});
+    paci::action_times times(s.ranks.size());
+    for (std::size_t r = 0; r < s.ranks.size(); ++r)
+        for (std::size_t p = 0; p < s.ranks[r].size(); ++p) times[r].emplace_back(sim.times[r][p].start, sim.times[r][p].end);
+    for (std::size_t r = 0; r < s.ranks.size(); ++r)
+        for (std::size_t p = 0; p + 1 < s.ranks[r].size(); ++p)
+            if (s.ranks[r][p].overlap_next) {
+                times[r][p].second = times[r][p].first + 1;
+                times[r][p + 1].first = times[r][p].second;
+            }
+    CHECK(paci::to_chrome_trace(s, times) == paci::to_chrome_trace(plain, times));
 }
 
 // Hostile input (issue 8).

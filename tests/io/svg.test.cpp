@@ -6,6 +6,7 @@
 
 #include <paci/analysis/replay.hpp>
 #include <paci/core/lower.hpp>
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
 #include <paci/sim/simulate.hpp>
@@ -234,6 +235,149 @@ TEST_CASE("svg: bad options are configuration errors", "[unit][io][svg]") {
                          Catch::Matchers::Message("paci::to_svg: width (100) must be >= 200"));
     CHECK_THROWS_AS(paci::to_svg(s, paci::action_times{}, nullptr, {.row_height = 5}), paci::config_error);
     CHECK_THROWS_AS(paci::to_svg(s, paci::action_times(1)), paci::config_error);
+}
+
+// Overlapped pairs (issue 9).
+
+namespace {
+
+/// DualPipeV on 2 ranks, 4 micro-batches, lowered: its overlapped pairs are (F; B) of two stages.
+paci::schedule dualpipe_lowered() {
+    return paci::lower(paci::dualpipe_v{.ranks = 2, .microbatches = 4, .steps = 1}.generate());
+}
+
+/// The same programs with every `overlap_next` cleared: no pair left.
+paci::schedule without_pairs(paci::schedule s) {
+    for (auto& prog : s.ranks)
+        for (paci::action& a : prog) a.overlap_next = false;
+    return s;
+}
+
+double num(const element& e, const char* attr) { return std::strtod(e.attrs.at(attr).c_str(), nullptr); }
+
+/// The block (a `blk ` rect) whose tooltip reads `title`, or null.
+const element* block_titled(const std::vector<element>& doc, const std::string& title) {
+    for (std::size_t k = 0; k + 1 < doc.size(); ++k)
+        if (doc[k].attrs.count("class") && doc[k].attrs.at("class").starts_with("blk ") && doc[k + 1].name == "title" &&
+            doc[k + 1].text == title)
+            return &doc[k];
+    return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("svg: an overlapped pair shares its lane, the forward in the top half and the backward below",
+          "[unit][io][svg][pair]") {
+    const paci::schedule s = dualpipe_lowered();
+    std::size_t pairs = 0;
+    for (const auto& prog : s.ranks)
+        for (const paci::action& a : prog) pairs += a.overlap_next ? 1U : 0U;
+    // dualpipe_v's phases 4 and 5 for R = 2, M = 4: rank 0 runs 2 + 1 pairs, rank 1 runs 4 - 1 (its
+    // first F0 and B1 run in turn).
+    REQUIRE(pairs == 6);
+    for (const double penalty : {1.0, 0.0}) {
+        CAPTURE(penalty);
+        paci::cost_model costs{};
+        costs.overlap_penalty = penalty;
+        const paci::simulation sim = paci::simulate(s, costs);
+        REQUIRE(sim.completed);
+        const std::vector<element> doc = read_xml(paci::to_svg(s, sim.times));
+        CHECK(count_class(doc, "blk ") == s.compute_size()); // every member is drawn
+        CHECK(count_class(doc, "blk op-F pair-top") == pairs);
+        CHECK(count_class(doc, "blk op-B pair-bottom") == pairs);
+        CHECK(count_class(doc, "key-pair") == 1);
+        std::vector<const element*> lanes;
+        for (const element& e : doc)
+            if (e.attrs.count("class") && e.attrs.at("class") == "lane") lanes.push_back(&e);
+        REQUIRE(lanes.size() == s.ranks.size());
+        // Width 1100 with 78 px on the left and 24 on the right: 998 px for the makespan. Lanes are
+        // 30 px high; a full block leaves 2 px above and below (26 px), a half block is 13 px.
+        const double sx = 998.0 / sim.makespan;
+        for (std::size_t r = 0; r < s.ranks.size(); ++r) {
+            const double lane_y = num(*lanes[r], "y");
+            const auto& prog = s.ranks[r];
+            for (std::size_t p = 0; p < prog.size(); ++p) {
+                const paci::action a = prog[p];
+                if (!paci::is_compute(a.kind)) continue;
+                const bool opens = a.overlap_next;
+                const bool closes = p > 0 && prog[p - 1].overlap_next;
+                const std::string pair = opens ? paci::to_string(a, prog[p + 1]) : closes ? paci::to_string(prog[p - 1], a) : "";
+                const std::string title = paci::to_string(a) + (pair.empty() ? "" : " (overlapped pair " + pair + ")");
+                CAPTURE(r, p, title);
+                const element* blk = block_titled(doc, title);
+                REQUIRE(blk != nullptr);
+                const double start = sim.times[r][p].start;
+                CHECK(std::abs(num(*blk, "x") - (78 + start * sx)) <= 0.005);
+                if (opens || closes) {
+                    CHECK(blk->attrs.at("class") == (opens ? "blk op-F pair-top" : "blk op-B pair-bottom"));
+                    CHECK(std::abs(num(*blk, "y") - (lane_y + (opens ? 2 : 15))) <= 0.005);
+                    CHECK(num(*blk, "height") == 13);
+                    // Both members span the pair: max(F, B) + penalty * min(F, B) with F = 1, B = 2.
+                    CHECK(std::abs(num(*blk, "width") - (2 + penalty) * sx) <= 0.005);
+                } else {
+                    CHECK(std::abs(num(*blk, "y") - (lane_y + 2)) <= 0.005);
+                    CHECK(num(*blk, "height") == 26);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("svg: pair members that run in turn are drawn as any action", "[unit][io][svg][pair]") {
+    const paci::schedule s = dualpipe_lowered();
+    const paci::schedule plain = without_pairs(s);
+    // Program-order times run the forward, then the backward.
+    const std::string svg = paci::to_svg(s);
+    CHECK(svg.find("pair") == std::string::npos);
+    CHECK(svg == paci::to_svg(plain));
+    // So does a hand-given table that moves each pair's backward after its forward.
+    const paci::simulation sim = paci::simulate(s, paci::cost_model{});
+    paci::action_times times(s.ranks.size());
+    for (std::size_t r = 0; r < s.ranks.size(); ++r)
+        for (std::size_t p = 0; p < s.ranks[r].size(); ++p) times[r].emplace_back(sim.times[r][p].start, sim.times[r][p].end);
+    for (std::size_t r = 0; r < s.ranks.size(); ++r)
+        for (std::size_t p = 0; p + 1 < s.ranks[r].size(); ++p)
+            if (s.ranks[r][p].overlap_next) {
+                times[r][p].second = times[r][p].first + 1;
+                times[r][p + 1].first = times[r][p].second;
+            }
+    CHECK(paci::to_svg(s, times) == paci::to_svg(plain, times));
+    CHECK(paci::to_svg(s, times).find("pair") == std::string::npos);
+}
+
+TEST_CASE("svg: the backward of an overlapped pair keeps its drift badge", "[unit][io][svg][pair]") {
+    const paci::dualpipe_v policy{.ranks = 2, .microbatches = 4, .steps = 1};
+    const paci::schedule s = paci::lower(policy.generate());
+    paci::replay_result versions = paci::replay(s, policy.controller());
+    // A flush drifts nothing; make the backward of rank 0's first pair read one update newer.
+    paci::action forward{};
+    paci::action backward{};
+    for (std::size_t p = 0; p + 1 < s.ranks[0].size() && !forward.overlap_next; ++p)
+        if (s.ranks[0][p].overlap_next) {
+            forward = s.ranks[0][p];
+            backward = s.ranks[0][p + 1];
+        }
+    REQUIRE(forward.overlap_next);
+    const auto cell = static_cast<std::size_t>(&versions.at(backward.stage, backward.microbatch) - versions.records.data());
+    versions.records[cell].backward = versions.records[cell].forward + 1;
+    REQUIRE(versions.at(backward.stage, backward.microbatch).drift() == 1);
+
+    const paci::simulation sim = paci::simulate(s, paci::cost_model{});
+    const std::vector<element> doc = read_xml(paci::to_svg(s, sim.times, &versions));
+    CHECK(count_class(doc, "drift") == 1);
+    const std::string pair = paci::to_string(forward, backward);
+    const element* blk = block_titled(doc, paci::to_string(backward) + " (overlapped pair " + pair + ") (drift 1)");
+    REQUIRE(blk != nullptr);
+    CHECK(blk->attrs.at("class") == "blk op-B pair-bottom");
+    CHECK(blk->attrs.at("stroke") == "#7f1d1d");
+    REQUIRE(block_titled(doc, paci::to_string(forward) + " (overlapped pair " + pair + ")") != nullptr);
+    // The badge (+1) ends 3 px past the backward's right edge, as for any backward.
+    for (std::size_t k = 0; k + 1 < doc.size(); ++k)
+        if (doc[k].name == "g" && doc[k].attrs.count("class") && doc[k].attrs.at("class") == "drift") {
+            CHECK(std::abs(num(doc[k + 1], "x") + num(doc[k + 1], "width") - (num(*blk, "x") + num(*blk, "width") + 3)) <=
+                  0.02);
+            CHECK(doc[k + 2].text == "+1");
+        }
 }
 
 // Hostile input (issue 8).

@@ -134,9 +134,28 @@ inline void append_json_int(std::string& out, std::int64_t v) {
     };
     const std::string process = !options.name.empty() ? options.name : !sch.policy.empty() ? sch.policy : "paci";
     meta("process_name", 0, "name", std::string_view(process));
-    for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
+    // An overlapped pair whose members' intervals overlap (the simulator gives both the pair's span)
+    // would nest arbitrarily on one track: its second member goes to the rank's overlap track,
+    // tid R + r, listed right after the rank's own (sort indices 2r and 2r + 1 then).
+    const std::size_t R = sch.ranks.size();
+    const auto opens_pair = [&](std::size_t r, std::size_t p) {
+        const auto& prog = sch.ranks[r];
+        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) &&
+               is_compute(prog[p + 1].kind) && times[r][p].first < times[r][p + 1].second &&
+               times[r][p + 1].first < times[r][p].second;
+    };
+    std::vector<bool> overlap_track(R, false);
+    bool any_pair = false;
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t p = 0; p < sch.ranks[r].size() && !overlap_track[r]; ++p)
+            if (opens_pair(r, p)) overlap_track[r] = any_pair = true;
+    for (std::size_t r = 0; r < R; ++r) {
         meta("thread_name", r, "name", std::string_view(concat("rank ", r)));
-        meta("thread_sort_index", r, "sort_index", r);
+        meta("thread_sort_index", r, "sort_index", any_pair ? 2 * r : r);
+        if (overlap_track[r]) {
+            meta("thread_name", R + r, "name", std::string_view(concat("rank ", r, " (overlapped)")));
+            meta("thread_sort_index", R + r, "sort_index", 2 * r + 1);
+        }
     }
 
     // Slices, one per action; SENDs and RECVs remembered for the flow arrows.
@@ -145,16 +164,25 @@ inline void append_json_int(std::string& out, std::int64_t v) {
     std::vector<std::pair<std::size_t, std::size_t>> recvs;
     for (std::size_t r = 0; r < sch.ranks.size(); ++r) {
         const auto& prog = sch.ranks[r];
+        std::size_t second = prog.size(); // position of the partner of the pair last opened
         for (std::size_t p = 0; p < prog.size(); ++p) {
             const action a = prog[p];
             const auto [start, end] = times[r][p];
+            // 0: no pair, 1: opens an overlapped pair, 2: closes one (drawn on the overlap track).
+            int member = 0;
+            if (p == second) {
+                member = 2;
+            } else if (overlap_track[r] && opens_pair(r, p)) {
+                member = 1;
+                second = p + 1;
+            }
             begin_event();
             out += "\"name\":";
             append_json_string(out, to_string(a));
             out += ",\"cat\":";
             out += is_comm(a.kind) ? "\"comm\"" : a.kind == op::STEP ? "\"optimizer\"" : "\"compute\"";
             out += ",\"ph\":\"X\",\"pid\":0,\"tid\":";
-            append_json_int(out, static_cast<std::int64_t>(r));
+            append_json_int(out, static_cast<std::int64_t>(member == 2 ? R + r : r));
             out += ",\"ts\":";
             append_json_number(out, start * k);
             out += ",\"dur\":";
@@ -165,6 +193,10 @@ inline void append_json_int(std::string& out, std::int64_t v) {
             append_json_int(out, a.stage);
             out += a.kind == op::STEP ? ",\"update\":" : ",\"microbatch\":";
             append_json_int(out, a.microbatch);
+            if (member != 0) {
+                out += ",\"overlapped_pair\":";
+                append_json_string(out, member == 1 ? to_string(a, prog[p + 1]) : to_string(prog[p - 1], a));
+            }
             if (is_comm(a.kind)) {
                 const int peer = comm_peer_stage(a);
                 if (peer >= 0 && peer < sch.shape.stages) {
@@ -226,13 +258,22 @@ inline void append_json_int(std::string& out, std::int64_t v) {
 
 /// The schedule as Chrome trace JSON, for Perfetto (ui.perfetto.dev) or chrome://tracing.
 ///
-/// One process, one track (`tid`) per rank named `rank r`; one complete event (`"ph":"X"`) per action,
+/// One process, one track (`tid`) per rank named `rank r` (and an overlap track for a rank that
+/// runs overlapped pairs, see below); one complete event (`"ph":"X"`) per action,
 /// named by its text (`0F3`), in category `compute` (F, B, I, W, R), `optimizer` (STEP) or `comm`
 /// (SEND/RECV), with `ts`/`dur` in microseconds (`times` × `options.time_scale`); a flow arrow
 /// (`"ph":"s"` then `"ph":"f"`, `"bp":"e"`, one id per pair) from every SEND to its matching RECV.
 /// `args` hold the op, stage and micro-batch (or update ordinal), the peer rank of communication and,
 /// given a replay, the weight `version` the action read (forward's for F, backward's for B and I,
 /// weight's for W, recompute's for R) and the `drift` of backwards.
+///
+/// **Overlapped pairs** (`action::overlap_next`): when the two members' intervals overlap (the
+/// simulator gives both the pair's span), two complete events on one track would nest arbitrarily,
+/// so the second member (the backward) goes on the rank's overlap track, `tid` = ranks + r, named
+/// `rank r (overlapped)`; the ranks' tracks then sort at `2r` and their overlap tracks at `2r + 1`.
+/// Both members carry `args.overlapped_pair`, the pair's text (`(0F7;7B3)OVERLAP_F_B`), besides the
+/// usual args. Members whose intervals do not overlap stay on the rank's track like any action, and a
+/// schedule with no such pair is written exactly as before pairs existed.
 ///
 /// `times[rank][position]` is {start, end} in any unit: `action_times`, or the simulator's
 /// `simulation::times`; empty gives unit time per compute action in program order.

@@ -259,17 +259,38 @@ public:
             w.out += "</title></rect>\n";
         }
     }
+    // An overlapped pair whose members' intervals overlap (the simulator gives both the pair's span)
+    // is drawn in half lanes: the flagged member (the forward) on top, its partner below.
+    const double half_h = (row_h - 4) / 2;
+    const double half_font = std::min(font, std::floor(half_h * 0.9 * 2) / 2);
+    std::size_t pairs_drawn = 0;
     for (std::size_t r = 0; r < R; ++r) {
         const double y = lane_y(r);
-        for (std::size_t p = 0; p < sch.ranks[r].size(); ++p) {
-            const action a = sch.ranks[r][p];
+        const auto& prog = sch.ranks[r];
+        std::size_t bottom = prog.size(); // position of the partner of the pair last drawn on top
+        for (std::size_t p = 0; p < prog.size(); ++p) {
+            const action a = prog[p];
             if (!is_compute(a.kind)) continue;
             const auto [s, e] = times[r][p];
+            // 0: full height, 1: top half (opens a pair), 2: bottom half (closes one).
+            int half = 0;
+            if (p == bottom) {
+                half = 2;
+            } else if (a.overlap_next && p + 1 < prog.size() && is_compute(prog[p + 1].kind) &&
+                       s < times[r][p + 1].second && times[r][p + 1].first < e) {
+                half = 1;
+                bottom = p + 1;
+                ++pairs_drawn;
+            }
             const double x = block_x(s);
             const double bw = std::max((e - s) * sx, 1.0);
+            const double by = half == 2 ? y + 2 + half_h : y + 2;
+            const double bh = half == 0 ? row_h - 4 : half_h;
             const svg_style st = style_of(a.kind);
             const int drift = drift_of(a);
-            w.rect(concat("blk op-", to_string(a.kind)), x, y + 2, bw, row_h - 4, st.fill, 2);
+            std::string cls = concat("blk op-", to_string(a.kind));
+            if (half != 0) cls += half == 1 ? " pair-top" : " pair-bottom";
+            w.rect(cls, x, by, bw, bh, st.fill, 2);
             // With several stages per rank, odd chunks are lighter so the chunks can be told apart.
             if (sch.shape.chunks() > 1 && a.stage >= 0 && sch.shape.chunk_of(a.stage) % 2 == 1)
                 w.out += " fill-opacity=\"0.62\"";
@@ -277,13 +298,19 @@ public:
             else w.out += " stroke=\"#ffffff\" stroke-width=\"0.75\"";
             w.out += "><title>";
             append_xml_text(w.out, to_string(a));
+            if (half != 0) {
+                w.out += " (overlapped pair ";
+                append_xml_text(w.out, half == 1 ? to_string(a, prog[p + 1]) : to_string(prog[p - 1], a));
+                w.out += ')';
+            }
             if (versions != nullptr && drift > 0) append_xml_text(w.out, concat(" (drift ", drift, ")"));
             w.out += "</title></rect>\n";
             // The label shrinks to fit its block, down to 7 px; narrower blocks stay unlabelled.
             const std::string label = std::to_string(a.microbatch);
-            const double fit = std::min(font, std::floor((bw - 3) / (static_cast<double>(label.size()) * 0.62) * 2) / 2);
+            const double fit = std::min(half == 0 ? font : half_font,
+                                        std::floor((bw - 3) / (static_cast<double>(label.size()) * 0.62) * 2) / 2);
             if (options.microbatch_labels && fit >= 7)
-                w.text(x + bw / 2, y + row_h / 2 + fit * 0.36, label,
+                w.text(x + bw / 2, (half == 0 ? y + row_h / 2 : by + bh / 2) + fit * 0.36, label,
                        concat(" font-size=\"", format_tick(fit), "\" text-anchor=\"middle\" fill=\"", st.text, "\""));
             if (drift > 0) {
                 const std::string badge = concat("+", drift);
@@ -378,6 +405,14 @@ public:
         w.out += " stroke=\"#111827\" stroke-width=\"2.5\"/>\n";
         legend_item("optimizer step");
     }
+    if (pairs_drawn > 0) {
+        w.out += "<g class=\"key-pair\">";
+        w.rect("", lx, legend_y, 14, 7, style_of(op::F).fill);
+        w.out += "/>";
+        w.rect("", lx, legend_y + 7, 14, 7, style_of(op::B).fill);
+        w.out += "/></g>\n";
+        legend_item("overlapped pair (F above, B below)");
+    }
     if (drifted > 0) {
         w.rect("key", lx, legend_y + 1, 17, 11, "#b91c1c", 5.5);
         w.out += "/>\n";
@@ -399,6 +434,15 @@ public:
 /// each). Given a replay, every backward (B or I) whose drift k is positive gets a dark red border and a
 /// `+k` badge (one `<g class="drift">` each). A title, a summary line, a time axis and a legend of the
 /// kinds present frame it; each block carries a `<title>` tooltip with its action text.
+///
+/// **Overlapped pairs** (`action::overlap_next`): when the two members' intervals overlap (the
+/// simulator gives both the pair's span), each is drawn in half the lane so that neither hides the
+/// other: the flagged member (the forward) in the top half (class `blk op-F pair-top`), its partner
+/// (the backward) in the bottom half (`blk op-B pair-bottom`, or `op-I`); each tooltip reads its
+/// action then the pair, `7B3 (overlapped pair (0F7;7B3)OVERLAP_F_B)`, and the legend gains a
+/// `key-pair` entry. A backward's drift badge stays at the top right corner of its interval. Members
+/// whose intervals do not overlap (program-order times, a hand-given table that runs them in turn)
+/// are drawn as any other action.
 ///
 /// `times` as for `to_chrome_trace` (empty: unit time per compute action in program order).
 /// \throws config_error for an inconsistent schedule header, times that do not match the schedule
