@@ -88,7 +88,7 @@ inline const char* usage_text =
     "  --cap L              PACI in-flight cap: one number (min(L, P-s) per stage) or a list L0,L1,...\n"
     "  --flavour F          perf|recompute (gpipe, 1f1b, paci)\n"
     "  --costs K=V,...      f,b,i,w,r,step,latency,bandwidth,bytes,overlap (default f=1,b=2,i=1,w=1,r=1,\n"
-    "                       step=0,latency=0,bandwidth=inf,bytes=1,overlap=0; overlap: an overlapped F/B\n"
+    "                       step=0,latency=0,bandwidth=inf,bytes=1,overlap=1; overlap: an overlapped F/B\n"
     "                       pair takes max(F, B) + overlap x min(F, B))\n"
     "  --send S             buffered|rendezvous (default buffered)\n"
     "  --jitter X --seed S  relative jitter in [0, 1) per action, seeded\n"
