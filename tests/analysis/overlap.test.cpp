@@ -14,6 +14,7 @@
 #include "analysis/pytorch_fixtures.hpp"
 #include "support/catch.hpp"
 #include "support/print.hpp"
+#include "support/program_text.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -27,20 +28,20 @@ using paci::action;
 using paci::op;
 using paci::rule;
 using paci::send_semantics;
-using paci_test::make_paired_schedule;
+using paci_test::make_schedule;
 
 constexpr paci::pipeline_shape two_ranks{2, 2, paci::stage_map::loop};
 constexpr paci::pipeline_shape three_ranks{3, 3, paci::stage_map::loop};
 
 /// 2 stages on 2 ranks, 2 micro-batches; rank 1 (the last stage) overlaps F(1,1) with B(1,0).
 paci::schedule last_stage_pair() {
-    return make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1"});
+    return make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1"});
 }
 
 /// 3 stages on 3 ranks, 2 micro-batches; the middle rank overlaps F(1,1) with B(1,0), so both members
 /// receive from another rank and both send to one.
 paci::schedule middle_stage_pair() {
-    return make_paired_schedule(three_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1", "2F0 2B0 2F1 2B1"});
+    return make_schedule(three_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1", "2F0 2B0 2F1 2B1"});
 }
 
 paci::diagnostic diag(rule r, int rank, std::int64_t position, action a, std::string message) {
@@ -129,17 +130,17 @@ TEST_CASE("overlap: lowering receives both members' inputs before the pair and s
     // and B(1,1) with its RECV and SEND.
     const auto eager = paci::lower(s, paci::lowering::eager);
     CHECK(eager.ranks[1] ==
-          paci_test::paired_program("1RECV_F0 1F0 1SEND_F0 1RECV_F1 1RECV_B0 (1F1;1B0) 1SEND_B0 1SEND_F1 1RECV_B1 1B1 1SEND_B1"));
+          paci_test::program("1RECV_F0 1F0 1SEND_F0 1RECV_F1 1RECV_B0 (1F1;1B0) 1SEND_B0 1SEND_F1 1RECV_B1 1B1 1SEND_B1"));
 }
 
 TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of a malformed pair", "[unit][overlap][validate]") {
     SECTION("the flag on an action that is not a forward") {
-        check_single_error(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 (1B0;1B1)"}),
+        check_single_error(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 (1B0;1B1)"}),
                            diag(rule::overlap_pair, 1, 2, paci::overlapped(action{op::B, 1, 0}),
                                 "B of stage 1 micro-batch 0 opens an overlapped pair, which only a forward F may"));
     }
     SECTION("the flag on the last action of a program") {
-        paci::schedule s = make_paired_schedule(paci::pipeline_shape{1, 1, paci::stage_map::loop}, 2, 0, {"0F0 0B0 0F1"});
+        paci::schedule s = make_schedule(paci::pipeline_shape{1, 1, paci::stage_map::loop}, 2, 0, {"0F0 0B0 0F1"});
         s.ranks[0][2].overlap_next = true;
         const auto report = paci::validate(s);
         INFO(report);
@@ -150,7 +151,7 @@ TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of 
         CHECK(report.errors[1].broken == rule::missing); // and micro-batch 1 has no backward
     }
     SECTION("a second member that is not a backward") {
-        check_single_error(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1F1) 1B0 1B1"}),
+        check_single_error(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1F1) 1B0 1B1"}),
                            diag(rule::overlap_pair, 1, 1, action{op::F, 1, 1},
                                 "F of stage 1 micro-batch 1 is the second member of the overlapped pair 1F0 opens, which "
                                 "must be a backward B or I"));
@@ -179,7 +180,7 @@ TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of 
     }
     SECTION("a member on another rank's stage") {
         const auto report =
-            paci::validate(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B1", "1F0 (1F1;0B0) 1B0 1B1"}));
+            paci::validate(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B1", "1F0 (1F1;0B0) 1B0 1B1"}));
         INFO(report);
         REQUIRE_FALSE(report.errors.empty());
         CHECK(report.errors[0] == diag(rule::overlap_pair, 1, 2, action{op::B, 0, 0},
@@ -190,7 +191,7 @@ TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of 
               diag(rule::missing, 0, 0, action{op::F, 0, 0}, "stage 0 micro-batch 0 has no backward (B, or I then W)"));
     }
     SECTION("a backward paired with its own forward") {
-        check_single_error(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1B0) 1F1 1B1"}),
+        check_single_error(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1B0) 1F1 1B1"}),
                            diag(rule::overlap_pair, 1, 1, action{op::B, 1, 0},
                                 "B of stage 1 micro-batch 0 needs the output of 1F0, the forward it is paired with: the two "
                                 "cannot run concurrently"));
@@ -199,7 +200,7 @@ TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of 
         // B(1,0) needs stage 2's gradient of micro-batch 0, which needs F(2,0): the pair (2F0;1B0)
         // cannot overlap even though the members are of different stages.
         const paci::pipeline_shape v{4, 2, paci::stage_map::v};
-        const auto report = paci::validate(make_paired_schedule(v, 1, 0, {"0F0 3F0 3B0 0B0", "1F0 (2F0;1B0) 2B0"}));
+        const auto report = paci::validate(make_schedule(v, 1, 0, {"0F0 3F0 3B0 0B0", "1F0 (2F0;1B0) 2B0"}));
         INFO(report);
         REQUIRE_FALSE(report.errors.empty());
         CHECK(report.errors[0] == diag(rule::overlap_pair, 1, 2, action{op::B, 1, 0},
@@ -211,13 +212,13 @@ TEST_CASE("overlap: validate names the rank, position, stage and micro-batch of 
 TEST_CASE("overlap: lower refuses a malformed pair with the same sentence", "[unit][overlap][lower][errors]") {
     for (const paci::lowering mode : {paci::lowering::eager, paci::lowering::rendezvous_safe}) {
         CAPTURE(mode);
-        CHECK(lower_error(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 (1B0;1B1)"}), mode) ==
+        CHECK(lower_error(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 (1B0;1B1)"}), mode) ==
               "paci::lower: action (1B0) B of stage 1 micro-batch 0 opens an overlapped pair, which only a forward F may");
-        CHECK(lower_error(make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1B0) 1F1 1B1"}), mode) ==
+        CHECK(lower_error(make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "(1F0;1B0) 1F1 1B1"}), mode) ==
               "paci::lower: action (1B0) B of stage 1 micro-batch 0 needs the output of 1F0, the forward it is paired "
               "with: the two cannot run concurrently");
         // lower checks the pair's form, not the rest of the schedule (B(0,1) before F(0,1) is validate's).
-        paci::schedule last = make_paired_schedule(paci::pipeline_shape{1, 1, paci::stage_map::loop}, 2, 0, {"0F0 0B0 0B1 0F1"});
+        paci::schedule last = make_schedule(paci::pipeline_shape{1, 1, paci::stage_map::loop}, 2, 0, {"0F0 0B0 0B1 0F1"});
         last.ranks[0][3].overlap_next = true;
         CHECK(lower_error(last, mode) == "paci::lower: action (0F1) F of stage 0 micro-batch 1 opens an overlapped pair "
                                          "but is the last action of its program");
@@ -232,8 +233,8 @@ TEST_CASE("overlap: a pair proceeds only when both members can", "[unit][overlap
     // Rank 0 overlaps F(0,1) with B(0,0); B(0,0) needs B(1,0), which rank 1 runs after F(1,1), which needs
     // F(0,1)'s output. In order (F first) this runs; as a pair, whose outputs appear at its end, it
     // cannot: rank 0 waits at B(0,0) (position 2) for rank 1, rank 1 at F(1,1) (position 1) for rank 0.
-    const paci::schedule in_order = paci_test::make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 1B0 1B1"});
-    const paci::schedule paired = paci_test::make_paired_schedule(two_ranks, 2, 0, {"0F0 (0F1;0B0) 0B1", "1F0 1F1 1B0 1B1"});
+    const paci::schedule in_order = paci_test::make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 1F1 1B0 1B1"});
+    const paci::schedule paired = paci_test::make_schedule(two_ranks, 2, 0, {"0F0 (0F1;0B0) 0B1", "1F0 1F1 1B0 1B1"});
     CHECK(paci::validate(in_order).valid());
     CHECK(paci::validate(paired).structure_ok());
     for (const send_semantics sem : {send_semantics::buffered, send_semantics::rendezvous}) {

@@ -3,12 +3,14 @@
 /// Test support: PyTorch 2.11's own schedules (tests/io/fixtures/, copied from shared/pytorch-2.11/),
 /// read as text, imported, and edited the way the analysis tests need: overlapped pairs spelled out
 /// by hand (for when the importer refuses `OVERLAP_F_B`), and one stage's micro-batch indices shifted.
+/// Hand-written programs with pairs (`"1F0 (1F1;1B0) 1B1"`) are support/program_text.hpp's `program`.
 
 #include <paci/core/action.hpp>
 #include <paci/core/schedule.hpp>
 #include <paci/io/csv.hpp>
 
 #include "support/catch.hpp"
+#include "support/program_text.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -140,40 +142,6 @@ inline std::string shift_stage(const std::string& text, int stage, int by) {
         pos = next;
     }
     return out;
-}
-
-/// The actions of a program written as space-separated tokens, an overlapped pair as PyTorch writes
-/// it without its suffix: `"1F0 (1F1;1B0) 1B1"` (the pair's forward gets `overlap_next`).
-inline std::vector<paci::action> paired_program(std::string_view text) {
-    std::vector<paci::action> out;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const std::size_t end = std::min(text.find(' ', pos), text.size());
-        const std::string_view token = text.substr(pos, end - pos);
-        if (!token.empty() && token.front() == '(') {
-            const std::size_t semi = token.find(';');
-            REQUIRE(semi != std::string_view::npos);
-            REQUIRE(token.back() == ')');
-            out.push_back(paci::overlapped(paci::parse_action(token.substr(1, semi - 1))));
-            out.push_back(paci::parse_action(token.substr(semi + 1, token.size() - semi - 2)));
-        } else if (!token.empty()) {
-            out.push_back(paci::parse_action(token));
-        }
-        pos = end + 1;
-    }
-    return out;
-}
-
-/// A hand-built schedule, one `paired_program` text per rank.
-inline paci::schedule make_paired_schedule(paci::pipeline_shape shape, int microbatches, int steps,
-                                           const std::vector<std::string_view>& ranks) {
-    paci::schedule s;
-    s.shape = shape;
-    s.microbatches = microbatches;
-    s.steps = steps;
-    s.policy = "hand-built";
-    for (const auto r : ranks) s.ranks.push_back(paired_program(r));
-    return s;
 }
 
 /// Number of actions with `overlap_next` set over every rank.

@@ -18,7 +18,7 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
-#include "support/mlp.hpp"
+#include "support/policy_checks.hpp"
 #include "support/print.hpp"
 #include "support/program_text.hpp"
 #include "support/synchronous.hpp"
@@ -33,44 +33,12 @@
 
 namespace {
 
+using paci_test::check_trains_like_the_reference;
+using paci_test::compute_only;
 using paci_test::print;
+using paci_test::program;
+using paci_test::pytorch_fixture;
 using DPV = paci::dualpipe_v;
-
-paci::imported_schedule pytorch_fixture(std::string_view name) {
-    return paci::read_csv_file(std::filesystem::path(PACI_TEST_SOURCE_DIR) / "io" / "fixtures" / name);
-}
-
-/// A program written as space-separated tokens, an overlapped pair as `(0F3;3B1)` (its forward gets
-/// `overlap_next`, its backward follows).
-std::vector<paci::action> pairs_program(std::string_view text) {
-    std::vector<paci::action> out;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const std::size_t end = std::min(text.find(' ', pos), text.size());
-        std::string_view token = text.substr(pos, end - pos);
-        pos = end + 1;
-        if (token.empty()) continue;
-        if (token.front() == '(') {
-            const std::size_t semi = token.find(';');
-            out.push_back(paci::overlapped(paci::parse_action(token.substr(1, semi - 1))));
-            out.push_back(paci::parse_action(token.substr(semi + 1, token.size() - semi - 2)));
-        } else {
-            out.push_back(paci::parse_action(token));
-        }
-    }
-    return out;
-}
-
-/// Each rank's program without its STEPs.
-std::vector<std::vector<paci::action>> compute_only(const paci::schedule& s) {
-    std::vector<std::vector<paci::action>> out;
-    for (const auto& prog : s.ranks) {
-        auto& o = out.emplace_back();
-        for (const auto& a : prog)
-            if (a.kind != paci::op::STEP) o.push_back(a);
-    }
-    return out;
-}
 
 /// Checks every overlapped pair of `s`: a forward followed, on its rank, by a full backward of
 /// another stage, neither member consuming what the other produces (nor the backward needing the
@@ -104,34 +72,6 @@ std::vector<int> check_pairs(const paci::schedule& s) {
         pairs.push_back(n);
     }
     return pairs;
-}
-
-/// Trains `updates` updates of `policy` through the in-process runtime on the test MLP (one layer per
-/// stage) and checks the parameters against the same model trained without a pipeline, bit for bit:
-/// a flush, and every stage summing its weight gradients in micro-batch order, give the sequential
-/// run's arithmetic exactly. The recorded trace is a valid schedule.
-template <class Policy>
-void check_trains_like_the_reference(const Policy& policy, int updates) {
-    INFO(policy);
-    const int n = policy.microbatches * updates;
-    const paci_test::mlp_config cfg = paci_test::mlp_config_for(policy.shape().stages, policy.microbatches);
-    auto stages = paci_test::make_stages(cfg);
-    const auto initial = paci_test::parameters(stages);
-    paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
-    pipeline.run(n);
-    pipeline.drain();
-    paci_test::mlp_reference ref(cfg);
-    static_cast<void>(ref.train(0, n));
-    const auto got = paci_test::parameters(stages);
-    REQUIRE_FALSE(paci_test::bitwise_equal(got, initial));
-    CHECK(paci_test::bitwise_equal(got, ref.parameters()));
-    for (const auto& st : stages) {
-        CHECK(st.forwards() == n);
-        CHECK(st.backwards() == n);
-        CHECK(st.steps() == updates);
-        CHECK(st.stored() == 0);
-    }
-    CHECK(paci::validate(pipeline.trace().to_schedule()).valid());
 }
 
 } // namespace
@@ -195,7 +135,7 @@ TEST_CASE("dualpipe_v: 2 ranks, 4 micro-batches, by hand", "[unit][policy][dualp
     REQUIRE(s.ranks.size() == 2);
     // Rank 0 (stages 0, 3): 2 F0; F0 F1; I1 W F1; one steady round (F0; B1) (F1; B0); B1 (F1; B0);
     // B1 and B0 with the later one split; W I0; the queued W.
-    CHECK(s.ranks[0] == pairs_program("0F0 0F1 "
+    CHECK(s.ranks[0] == program("0F0 0F1 "
                                       "0F2 3F0 "
                                       "3I0 3W0 3F1 "
                                       "(0F3;3B1) (3F2;0B0) "
@@ -205,7 +145,7 @@ TEST_CASE("dualpipe_v: 2 ranks, 4 micro-batches, by hand", "[unit][policy][dualp
                                       "0W3 0STEP0"));
     // Rank 1 (stages 1, 2), the last rank: F0 F1 twice; two steady rounds, the first F0 and B1 not
     // overlapped; B1 B0 twice, the later two split; the two queued Ws.
-    CHECK(s.ranks[1] == pairs_program("1F0 2F0 1F1 2F1 "
+    CHECK(s.ranks[1] == program("1F0 2F0 1F1 2F1 "
                                       "1F2 2B0 (2F2;1B0) "
                                       "(1F3;2B1) (2F3;1B1) "
                                       "2B2 1B2 2I3 1I3 "
@@ -219,7 +159,7 @@ TEST_CASE("dualpipe_v: one rank, two updates", "[unit][policy][dualpipe_v]") {
     CHECK(s.shape == paci::pipeline_shape{2, 1, paci::stage_map::v});
     // F0 F1; one steady round (first F0 and B1 apart, the last rank's rule), then (F1; B0); B1 B0, B0
     // split; its W.
-    CHECK(s.ranks[0] == pairs_program("0F0 1F0 0F1 1B0 (1F1;0B0) 1B1 1STEP0 0I1 0W1 0STEP0 "
+    CHECK(s.ranks[0] == program("0F0 1F0 0F1 1B0 (1F1;0B0) 1B1 1STEP0 0I1 0W1 0STEP0 "
                                       "0F2 1F2 0F3 1B2 (1F3;0B2) 1B3 1STEP1 0I3 0W3 0STEP1"));
     CHECK(paci::validate(s).valid());
 }
@@ -249,45 +189,17 @@ TEST_CASE("dualpipe_v: valid, pairs well formed, deadlock-free when lowered, mem
         CHECK(pairs[static_cast<std::size_t>(r)] == N * (2 * (M - 2 * R + r + 1) + (R - 1 - r) - (r == R - 1 ? 1 : 0)));
         for (const auto& a : prog) CHECK(s.shape.rank_of(a.stage) == r);
         // Per stage: forwards, backwards (B or I) and weight-gradient work (B or W) each in
-        // micro-batch order (a sequential run's gradient summation order); each STEP follows the
-        // last weight-gradient work of its update.
-        for (const int st : {r, 2 * R - 1 - r}) {
-            int next_f = 0, next_b = 0, next_w = 0, updates = 0;
-            for (const auto& a : prog) {
-                if (a.stage != st) continue;
-                if (a.kind == paci::op::F) CHECK(a.microbatch == next_f++);
-                if (a.kind == paci::op::B || a.kind == paci::op::I) CHECK(a.microbatch == next_b++);
-                if (a.kind == paci::op::B || a.kind == paci::op::W) CHECK(a.microbatch == next_w++);
-                if (a.kind == paci::op::STEP) {
-                    CHECK(a.microbatch == updates++);
-                    CHECK(next_w == updates * M);
-                }
-            }
-            CHECK(updates == N);
-        }
-        // Each STEP comes right after its stage's last weight-gradient work of the update.
-        for (std::size_t p = 0; p < prog.size(); ++p) {
-            if (prog[p].kind != paci::op::STEP) continue;
-            REQUIRE(p > 0);
-            CHECK((prog[p - 1].kind == paci::op::W || prog[p - 1].kind == paci::op::B));
-            CHECK(prog[p - 1].stage == prog[p].stage);
-        }
+        // micro-batch order (a sequential run's gradient summation order); each STEP comes right
+        // after the last weight-gradient work of its update.
+        paci_test::check_stage_order(prog, {r, 2 * R - 1 - r}, M, N, {paci::op::B, paci::op::I}, {paci::op::B, paci::op::W});
     }
-    const auto report = paci::validate(s);
-    INFO(report);
-    REQUIRE(report.valid());
-    CHECK(report.deadlock_free(paci::send_semantics::rendezvous));
     // Each lowering under the sends it is made for: eager for buffered sends, rendezvous_safe for
     // both. Both keep every pair whole (its members' RECVs before it, their SENDs after it).
-    const paci::schedule eager = paci::lower(s, paci::lowering::eager);
-    CHECK(paci::validate(eager).structure_ok());
-    CHECK(paci::find_deadlock(eager, paci::send_semantics::buffered).deadlock_free);
-    const paci::schedule safe = paci::lower(s, paci::lowering::rendezvous_safe);
-    CHECK(paci::validate(safe).structure_ok());
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::buffered).deadlock_free);
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::rendezvous).deadlock_free);
-    CHECK(check_pairs(eager) == pairs);
-    CHECK(check_pairs(safe) == pairs);
+    const paci_test::lowered_pair lowered = paci_test::check_valid_and_safe_lowering(s);
+    CHECK(paci::validate(lowered.eager).structure_ok());
+    CHECK(paci::find_deadlock(lowered.eager, paci::send_semantics::buffered).deadlock_free);
+    CHECK(check_pairs(lowered.eager) == pairs);
+    CHECK(check_pairs(lowered.safe) == pairs);
 
     const auto mem = paci::memory_of(paci::replay(s, policy.controller()));
     REQUIRE(mem.rank_peak_stored.size() == static_cast<std::size_t>(R));
@@ -326,19 +238,7 @@ TEST_CASE("dualpipe_v: PyTorch 2.11's DualPipeV, 4 ranks, 8 micro-batches", "[po
         }
         const auto m_theirs = paci::memory_of(paci::replay(torch->sched));
         const auto m_mine = paci::memory_of(paci::replay(ours, policy.controller()));
-        REQUIRE(m_mine.peak_stored.size() == m_theirs.peak_stored.size());
-        for (std::size_t st = 0; st < m_mine.peak_stored.size(); ++st) {
-            CAPTURE(st);
-            CHECK(m_mine.peak_stored[st] <= m_theirs.peak_stored[st]);
-            CHECK(m_mine.peak_activations[st] <= m_theirs.peak_activations[st]);
-        }
-        REQUIRE(m_mine.rank_peak_stored.size() == 4);
-        for (std::size_t r = 0; r < 4; ++r) {
-            CAPTURE(r);
-            CHECK(m_theirs.rank_peak_stored[r] == 2 * 4 + 1); // DualPipe's PP + 1 in PyTorch's output too
-            CHECK(m_mine.rank_peak_stored[r] <= m_theirs.rank_peak_stored[r]);
-            CHECK(m_mine.rank_peak_activations[r] <= m_theirs.rank_peak_activations[r]);
-        }
+        paci_test::check_peaks_at_most(m_mine, m_theirs, 4, 2 * 4 + 1); // DualPipe's PP + 1 in PyTorch's output too
         CHECK(*std::max_element(m_mine.rank_peak_stored.begin(), m_mine.rank_peak_stored.end()) <=
               *std::max_element(m_theirs.rank_peak_stored.begin(), m_theirs.rank_peak_stored.end()));
     }

@@ -18,6 +18,7 @@
 
 #include "support/catch.hpp"
 #include "support/print.hpp"
+#include "support/policy_checks.hpp"
 #include "support/program_text.hpp"
 #include "support/synchronous.hpp"
 
@@ -29,13 +30,11 @@
 
 namespace {
 
+using paci_test::compute_only;
 using paci_test::print;
 using paci_test::program;
+using paci_test::pytorch_fixture;
 using IZB = paci::interleaved_zero_bubble;
-
-paci::imported_schedule pytorch_fixture(std::string_view name) {
-    return paci::read_csv_file(std::filesystem::path(PACI_TEST_SOURCE_DIR) / "io" / "fixtures" / name);
-}
 
 paci::cost_model costs(double f, double i, double w) {
     paci::cost_model c;
@@ -43,17 +42,6 @@ paci::cost_model costs(double f, double i, double w) {
     c.uniform.i = i;
     c.uniform.w = w;
     return c;
-}
-
-/// The programs without their STEPs (PyTorch writes none).
-std::vector<std::vector<paci::action>> compute_only(const paci::schedule& s) {
-    std::vector<std::vector<paci::action>> out;
-    for (const auto& prog : s.ranks) {
-        auto& o = out.emplace_back();
-        for (const auto& a : prog)
-            if (a.kind != paci::op::STEP) o.push_back(a);
-    }
-    return out;
 }
 
 } // namespace
@@ -205,18 +193,7 @@ TEST_CASE("interleaved_zero_bubble: one chunk per rank is ZB-H1", "[unit][policy
 TEST_CASE("interleaved_zero_bubble: the executor's program streams generate()'s actions, one update at a time",
           "[unit][policy][interleaved_zero_bubble]") {
     const IZB p{.ranks = 3, .chunks = 2, .microbatches = 6, .steps = 3};
-    const paci::schedule s = p.generate();
-    for (int r = 0; r < 3; ++r) {
-        CAPTURE(r);
-        auto stream = p.program(r);
-        std::vector<paci::action> got;
-        paci::action a;
-        while (stream.next(a, 6)) got.push_back(a); // paused at the second update's first forward
-        CHECK(got.size() == s.ranks[static_cast<std::size_t>(r)].size() / 3);
-        while (stream.next(a, 18)) got.push_back(a);
-        while (stream.next_draining(a, 18)) got.push_back(a);
-        CHECK(got == s.ranks[static_cast<std::size_t>(r)]);
-    }
+    paci_test::check_program_streams(p, 3);
 }
 
 TEST_CASE("interleaved_zero_bubble: valid, deadlock-free after either lowering, ZB-H1's bubble, work and memory",
@@ -238,18 +215,10 @@ TEST_CASE("interleaved_zero_bubble: valid, deadlock-free after either lowering, 
         CHECK(paci_test::count(prog, paci::op::STEP) == static_cast<std::size_t>(N * V));
         for (const auto& a : prog) CHECK(s.shape.rank_of(a.stage) == r);
     }
-    const auto report = paci::validate(s);
-    INFO(report);
-    REQUIRE(report.valid());
-    CHECK(report.deadlock_free(paci::send_semantics::rendezvous));
     // Each lowering runs under the sends it is made for: eager for buffered sends only (its SEND right
     // after the compute blocks a rendezvous transport, as 1F1B's does), rendezvous_safe for both.
-    const paci::schedule eager = paci::lower(s, paci::lowering::eager);
-    CHECK(paci::validate(eager).valid());
-    const paci::schedule safe = paci::lower(s, paci::lowering::rendezvous_safe);
-    CHECK(paci::validate(safe).structure_ok());
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::buffered).deadlock_free);
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::rendezvous).deadlock_free);
+    const paci_test::lowered_pair lowered = paci_test::check_valid_and_safe_lowering(s);
+    CHECK(paci::validate(lowered.eager).valid());
 
     // ZB-H1's bubble (Qi et al.: (p - 1)(F + I - W) for W <= min(F, I)) with p = R ranks, per update:
     // each rank works V M (F + I + W) and idles (R - 1)(F + I - W). With F = I = W that is R - 1
@@ -289,17 +258,5 @@ TEST_CASE("interleaved_zero_bubble: PyTorch 2.11's InterleavedZeroBubble, 4 rank
     CHECK(mine <= theirs);
     const auto m_theirs = paci::memory_of(paci::replay(torch.sched));
     const auto m_mine = paci::memory_of(paci::replay(ours, policy.controller()));
-    REQUIRE(m_mine.peak_stored.size() == m_theirs.peak_stored.size());
-    for (std::size_t st = 0; st < m_mine.peak_stored.size(); ++st) {
-        CAPTURE(st);
-        CHECK(m_mine.peak_stored[st] <= m_theirs.peak_stored[st]);
-        CHECK(m_mine.peak_activations[st] <= m_theirs.peak_activations[st]);
-    }
-    REQUIRE(m_mine.rank_peak_stored.size() == 4);
-    for (std::size_t r = 0; r < 4; ++r) {
-        CAPTURE(r);
-        CHECK(m_mine.rank_peak_stored[r] <= m_theirs.rank_peak_stored[r]);
-        CHECK(m_mine.rank_peak_activations[r] <= m_theirs.rank_peak_activations[r]);
-        CHECK(m_theirs.rank_peak_stored[r] == 8); // V R, as the header promises for paci's
-    }
+    paci_test::check_peaks_at_most(m_mine, m_theirs, 4, 8); // V R, as the header promises for paci's
 }

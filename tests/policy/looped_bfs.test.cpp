@@ -17,6 +17,7 @@
 
 #include "support/catch.hpp"
 #include "support/print.hpp"
+#include "support/policy_checks.hpp"
 #include "support/program_text.hpp"
 #include "support/synchronous.hpp"
 
@@ -30,13 +31,11 @@
 
 namespace {
 
+using paci_test::compute_only;
 using paci_test::print;
 using paci_test::program;
+using paci_test::pytorch_fixture;
 using BFS = paci::looped_bfs;
-
-paci::imported_schedule pytorch_fixture(std::string_view name) {
-    return paci::read_csv_file(std::filesystem::path(PACI_TEST_SOURCE_DIR) / "io" / "fixtures" / name);
-}
 
 paci::cost_model costs(double f, double b) {
     paci::cost_model c;
@@ -49,17 +48,6 @@ paci::cost_model costs(double f, double b) {
 /// `(F + B) (max(V R + M, V M + R) - 1)` each.
 double closed_form(int R, int V, int M, int N, double f, double b) {
     return N * (f + b) * (std::max(V * R + M, V * M + R) - 1);
-}
-
-/// The programs without their STEPs (PyTorch writes none).
-std::vector<std::vector<paci::action>> compute_only(const paci::schedule& s) {
-    std::vector<std::vector<paci::action>> out;
-    for (const auto& prog : s.ranks) {
-        auto& o = out.emplace_back();
-        for (const auto& a : prog)
-            if (a.kind != paci::op::STEP) o.push_back(a);
-    }
-    return out;
 }
 
 } // namespace
@@ -181,19 +169,7 @@ TEST_CASE("looped_bfs: one chunk per rank is GPipe", "[unit][policy][looped_bfs]
 TEST_CASE("looped_bfs: the executor's program streams generate()'s actions, one update at a time",
           "[unit][policy][looped_bfs]") {
     const BFS p{.ranks = 3, .chunks = 2, .microbatches = 4, .steps = 3};
-    const paci::schedule s = p.generate();
-    for (int r = 0; r < 3; ++r) {
-        CAPTURE(r);
-        auto stream = p.program(r);
-        std::vector<paci::action> got;
-        paci::action a;
-        // Paused at the cut of the second update: nothing of update 1 is taken.
-        while (stream.next(a, 4)) got.push_back(a);
-        CHECK(got.size() == s.ranks[static_cast<std::size_t>(r)].size() / 3);
-        while (stream.next(a, 12)) got.push_back(a);
-        while (stream.next_draining(a, 12)) got.push_back(a);
-        CHECK(got == s.ranks[static_cast<std::size_t>(r)]);
-    }
+    paci_test::check_program_streams(p, 3);
 }
 
 TEST_CASE("looped_bfs: valid, deadlock-free after either lowering, makespan and memory in closed form",
@@ -213,18 +189,10 @@ TEST_CASE("looped_bfs: valid, deadlock-free after either lowering, makespan and 
         CHECK(paci_test::count(prog, paci::op::STEP) == static_cast<std::size_t>(N * V));
         for (const auto& a : prog) CHECK(s.shape.rank_of(a.stage) == r);
     }
-    const auto report = paci::validate(s);
-    INFO(report);
-    REQUIRE(report.valid());
-    CHECK(report.deadlock_free(paci::send_semantics::rendezvous));
     // Each lowering runs under the sends it is made for: eager for buffered sends only (its SEND right
     // after the compute blocks a rendezvous transport, as 1F1B's does), rendezvous_safe for both.
-    const paci::schedule eager = paci::lower(s, paci::lowering::eager);
-    CHECK(paci::validate(eager).valid());
-    const paci::schedule safe = paci::lower(s, paci::lowering::rendezvous_safe);
-    CHECK(paci::validate(safe).structure_ok());
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::buffered).deadlock_free);
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::rendezvous).deadlock_free);
+    const paci_test::lowered_pair lowered = paci_test::check_valid_and_safe_lowering(s);
+    CHECK(paci::validate(lowered.eager).valid());
     // Makespan: F = 1, B = 2 (cost_model's defaults) and an unequal pair.
     CHECK(paci::simulate(s, paci::cost_model{}).makespan == closed_form(R, V, M, N, 1, 2));
     CHECK(paci::simulate(s, costs(2, 3)).makespan == closed_form(R, V, M, N, 2, 3));
@@ -266,17 +234,6 @@ TEST_CASE("looped_bfs: PyTorch 2.11's LoopedBFS, 4 ranks, 2 chunks, 8 micro-batc
         CHECK(mine <= theirs);
         const auto m_theirs = paci::memory_of(paci::replay(torch.sched));
         const auto m_mine = paci::memory_of(paci::replay(ours, policy.controller()));
-        REQUIRE(m_mine.peak_stored.size() == m_theirs.peak_stored.size());
-        for (std::size_t st = 0; st < m_mine.peak_stored.size(); ++st) {
-            CAPTURE(st);
-            CHECK(m_mine.peak_stored[st] <= m_theirs.peak_stored[st]);
-            CHECK(m_mine.peak_activations[st] <= m_theirs.peak_activations[st]);
-        }
-        REQUIRE(m_mine.rank_peak_stored.size() == 4);
-        for (std::size_t r = 0; r < 4; ++r) {
-            CAPTURE(r);
-            CHECK(m_mine.rank_peak_stored[r] <= m_theirs.rank_peak_stored[r]);
-            CHECK(m_mine.rank_peak_activations[r] <= m_theirs.rank_peak_activations[r]);
-        }
+        paci_test::check_peaks_at_most(m_mine, m_theirs, 4);
     }
 }

@@ -17,7 +17,7 @@
 #include <paci/version/flush.hpp>
 
 #include "support/catch.hpp"
-#include "support/mlp.hpp"
+#include "support/policy_checks.hpp"
 #include "support/print.hpp"
 #include "support/program_text.hpp"
 #include "support/synchronous.hpp"
@@ -30,13 +30,11 @@
 
 namespace {
 
+using paci_test::check_trains_like_the_reference;
 using paci_test::print;
 using paci_test::program;
+using paci_test::pytorch_fixture;
 using ZBV = paci::zb_v;
-
-paci::imported_schedule pytorch_fixture(std::string_view name) {
-    return paci::read_csv_file(std::filesystem::path(PACI_TEST_SOURCE_DIR) / "io" / "fixtures" / name);
-}
 
 /// F = I = W = 1 (B = 2 is never used: ZB-V splits every backward).
 paci::cost_model unit_costs() {
@@ -62,34 +60,6 @@ std::vector<std::vector<paci::action>> forwards_and_inputs(const paci::schedule&
             if (a.kind == paci::op::F || a.kind == paci::op::I) o.push_back(a);
     }
     return out;
-}
-
-/// Trains `updates` updates of `policy` through the in-process runtime on the test MLP (one layer per
-/// stage) and checks the parameters against the same model trained without a pipeline, bit for bit:
-/// a flush, and every stage summing its weight gradients in micro-batch order, give the sequential
-/// run's arithmetic exactly. The recorded trace is a valid schedule.
-template <class Policy>
-void check_trains_like_the_reference(const Policy& policy, int updates) {
-    INFO(policy);
-    const int n = policy.microbatches * updates;
-    const paci_test::mlp_config cfg = paci_test::mlp_config_for(policy.shape().stages, policy.microbatches);
-    auto stages = paci_test::make_stages(cfg);
-    const auto initial = paci_test::parameters(stages);
-    paci::inprocess_pipeline pipeline(policy, paci_test::pointers(stages));
-    pipeline.run(n);
-    pipeline.drain();
-    paci_test::mlp_reference ref(cfg);
-    static_cast<void>(ref.train(0, n));
-    const auto got = paci_test::parameters(stages);
-    REQUIRE_FALSE(paci_test::bitwise_equal(got, initial));
-    CHECK(paci_test::bitwise_equal(got, ref.parameters()));
-    for (const auto& st : stages) {
-        CHECK(st.forwards() == n);
-        CHECK(st.backwards() == n);
-        CHECK(st.steps() == updates);
-        CHECK(st.stored() == 0);
-    }
-    CHECK(paci::validate(pipeline.trace().to_schedule()).valid());
 }
 
 } // namespace
@@ -194,42 +164,14 @@ TEST_CASE("zb_v: valid, deadlock-free when lowered, memory in closed form, over 
             CHECK_FALSE(a.overlap_next);
         }
         // Per stage: forwards, input gradients and weight gradients each in micro-batch order (a
-        // sequential run's gradient summation order); each STEP follows the last W of its update.
-        for (const int st : {r, 2 * R - 1 - r}) {
-            int next_f = 0, next_i = 0, next_w = 0, updates = 0;
-            for (const auto& a : prog) {
-                if (a.stage != st) continue;
-                if (a.kind == paci::op::F) CHECK(a.microbatch == next_f++);
-                if (a.kind == paci::op::I) CHECK(a.microbatch == next_i++);
-                if (a.kind == paci::op::W) CHECK(a.microbatch == next_w++);
-                if (a.kind == paci::op::STEP) {
-                    CHECK(a.microbatch == updates++);
-                    CHECK(next_w == updates * M);
-                }
-            }
-            CHECK(updates == N);
-        }
-        // Each STEP comes right after its stage's last weight-gradient work of the update.
-        for (std::size_t p = 0; p < prog.size(); ++p) {
-            if (prog[p].kind != paci::op::STEP) continue;
-            REQUIRE(p > 0);
-            CHECK(prog[p - 1].kind == paci::op::W);
-            CHECK(prog[p - 1].stage == prog[p].stage);
-        }
+        // sequential run's gradient summation order); each STEP comes right after the last W of its update.
+        paci_test::check_stage_order(prog, {r, 2 * R - 1 - r}, M, N, {paci::op::I}, {paci::op::W});
     }
-    const auto report = paci::validate(s);
-    INFO(report);
-    REQUIRE(report.valid());
-    CHECK(report.deadlock_free(paci::send_semantics::rendezvous));
     // Each lowering under the sends it is made for: eager for buffered sends (its SEND right after
     // the compute may block a rendezvous transport, as 1F1B's does), rendezvous_safe for both.
-    const paci::schedule eager = paci::lower(s, paci::lowering::eager);
-    CHECK(paci::validate(eager).structure_ok());
-    CHECK(paci::find_deadlock(eager, paci::send_semantics::buffered).deadlock_free);
-    const paci::schedule safe = paci::lower(s, paci::lowering::rendezvous_safe);
-    CHECK(paci::validate(safe).structure_ok());
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::buffered).deadlock_free);
-    CHECK(paci::find_deadlock(safe, paci::send_semantics::rendezvous).deadlock_free);
+    const paci_test::lowered_pair lowered = paci_test::check_valid_and_safe_lowering(s);
+    CHECK(paci::validate(lowered.eager).structure_ok());
+    CHECK(paci::find_deadlock(lowered.eager, paci::send_semantics::buffered).deadlock_free);
 
     const auto mem = paci::memory_of(paci::replay(s, policy.controller()));
     REQUIRE(mem.rank_peak_stored.size() == static_cast<std::size_t>(R));
@@ -300,19 +242,7 @@ TEST_CASE("zb_v: PyTorch 2.11's ZBVZeroBubble, 4 ranks, 8 micro-batches", "[poli
         CHECK(mine <= theirs);
         const auto m_theirs = paci::memory_of(paci::replay(torch.sched));
         const auto m_mine = paci::memory_of(paci::replay(ours, policy.controller()));
-        REQUIRE(m_mine.peak_stored.size() == m_theirs.peak_stored.size());
-        for (std::size_t st = 0; st < m_mine.peak_stored.size(); ++st) {
-            CAPTURE(st);
-            CHECK(m_mine.peak_stored[st] <= m_theirs.peak_stored[st]);
-            CHECK(m_mine.peak_activations[st] <= m_theirs.peak_activations[st]);
-        }
-        REQUIRE(m_mine.rank_peak_stored.size() == 4);
-        for (std::size_t r = 0; r < 4; ++r) {
-            CAPTURE(r);
-            CHECK(m_theirs.rank_peak_stored[r] == 2 * 4); // PyTorch's ZB-V holds 1F1B's peak too
-            CHECK(m_mine.rank_peak_stored[r] <= m_theirs.rank_peak_stored[r]);
-            CHECK(m_mine.rank_peak_activations[r] <= m_theirs.rank_peak_activations[r]);
-        }
+        paci_test::check_peaks_at_most(m_mine, m_theirs, 4, 2 * 4); // PyTorch's ZB-V holds 1F1B's peak too
         CHECK(*std::max_element(m_mine.rank_peak_stored.begin(), m_mine.rank_peak_stored.end()) <=
               *std::max_element(m_theirs.rank_peak_stored.begin(), m_theirs.rank_peak_stored.end()));
     }

@@ -40,7 +40,7 @@ paci::cost_model pair_costs(double f, double b, double penalty, double latency =
 
 /// 2 stages on 2 ranks, 2 micro-batches; the last stage overlaps F(1,1) with B(1,0).
 paci::schedule last_stage_pair() {
-    return paci_test::make_paired_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1"});
+    return paci_test::make_schedule(two_ranks, 2, 0, {"0F0 0F1 0B0 0B1", "1F0 (1F1;1B0) 1B1"});
 }
 
 } // namespace

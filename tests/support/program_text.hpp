@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Test helpers: write a rank's program as space-separated action tokens (`"0F0 0SEND_F0 0B0"`) and
+/// Test helpers: write a rank's program as space-separated action tokens (`"0F0 0SEND_F0 (0F1;1B0)"`) and
 /// build small schedules by hand, and count simple facts about programs and schedules.
 
 #include <paci/core/action.hpp>
@@ -9,25 +9,38 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace paci_test {
 
-/// The actions of a program written as space-separated tokens.
+/// The actions of a program written as space-separated tokens, an overlapped pair as PyTorch writes it
+/// without its suffix: `"1F0 (1F1;1B0) 1B1"` (the pair's forward gets `paci::overlapped`, its backward
+/// follows). A pair token without its `;` or closing `)` throws `std::invalid_argument`.
 inline std::vector<paci::action> program(std::string_view text) {
     std::vector<paci::action> out;
     std::size_t pos = 0;
     while (pos < text.size()) {
         const std::size_t end = std::min(text.find(' ', pos), text.size());
-        if (end > pos) out.push_back(paci::parse_action(text.substr(pos, end - pos)));
+        const std::string_view token = text.substr(pos, end - pos);
         pos = end + 1;
+        if (token.empty()) continue;
+        if (token.front() == '(') {
+            const std::size_t semi = token.find(';');
+            if (semi == std::string_view::npos || token.back() != ')')
+                throw std::invalid_argument("program: malformed overlapped pair '" + std::string(token) + "'");
+            out.push_back(paci::overlapped(paci::parse_action(token.substr(1, semi - 1))));
+            out.push_back(paci::parse_action(token.substr(semi + 1, token.size() - semi - 2)));
+        } else {
+            out.push_back(paci::parse_action(token));
+        }
     }
     return out;
 }
 
-/// A hand-built schedule, one text program per rank.
+/// A hand-built schedule, one `program` text per rank.
 inline paci::schedule make_schedule(paci::pipeline_shape shape, int microbatches, int steps,
                                     const std::vector<std::string_view>& ranks) {
     paci::schedule s;
