@@ -517,11 +517,7 @@ namespace detail {
     };
     // An overlapped pair of computes runs as one step, when both members can (running them in order,
     // forward first, is also a correct execution, and whatever passes here passes that way too).
-    const auto pair_at = [&](std::size_t r) {
-        const auto& prog = sch.ranks[r];
-        const std::size_t p = pc[r];
-        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) && is_compute(prog[p + 1].kind);
-    };
+    const auto pair_at = [&](std::size_t r) { return detail::opens_pair(sch.ranks[r], pc[r]); };
     // The member of `r`'s next step that waits (its position), and for which rank; -1 if it can run.
     const auto blocker = [&](std::size_t r, std::size_t& at) -> int {
         at = pc[r];

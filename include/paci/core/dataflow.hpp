@@ -191,6 +191,13 @@ struct pair_fault {
     return {};
 }
 
+/// True when `prog[p]` opens an overlapped pair of computes: its `overlap_next` is set and it and
+/// `prog[p + 1]` are compute actions (`overlap_fault` says whether the pair is well formed). The
+/// simulator, the deadlock search, lowering and the timelines read a pair this way.
+[[nodiscard]] inline bool opens_pair(const std::vector<action>& prog, std::size_t p) noexcept {
+    return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) && is_compute(prog[p + 1].kind);
+}
+
 /// True when the opener's own checks pass, so `prog[p + 1]` is the pair's second member (whatever its faults).
 [[nodiscard]] inline bool claims_second(const std::vector<action>& prog, std::size_t p) noexcept {
     return prog[p].kind == op::F && p + 1 < prog.size();

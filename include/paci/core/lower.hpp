@@ -65,18 +65,13 @@ struct message_plan {
                                 concat("is on rank ", r, " but stage ", a.stage, " runs on rank ", s.shape.rank_of(a.stage)));
                 if (a.overlap_next) check_pair(prog, p);
                 if (const auto h = produces(a, P))
-                    grid(h->what)[a] = static_cast<std::int32_t>(opens_pair(prog, p) ? p + 1 : p);
+                    grid(h->what)[a] = static_cast<std::int32_t>(detail::opens_pair(prog, p) ? p + 1 : p);
             }
         }
     }
 
     [[nodiscard]] stage_grid<std::int32_t>& grid(flow f) noexcept { return after[static_cast<int>(f)]; }
     [[nodiscard]] const stage_grid<std::int32_t>& grid(flow f) const noexcept { return after[static_cast<int>(f)]; }
-
-    /// True when `prog[p]` opens an overlapped pair (its second member is `prog[p + 1]`).
-    [[nodiscard]] static bool opens_pair(const std::vector<action>& prog, std::size_t p) noexcept {
-        return prog[p].overlap_next && p + 1 < prog.size();
-    }
 
     /// Throws `config_error` unless the pair `prog[p]` opens has the form `action::overlap_next` asks for.
     static void check_pair(const std::vector<action>& prog, std::size_t p) {
@@ -159,7 +154,7 @@ inline schedule lower_eager(const schedule& in, const message_plan& plan) {
         for (std::size_t p = 0; p < prog.size(); ++p) {
             // An overlapped pair takes both members' RECVs before it and both SENDs after it (a
             // SEND its forward produces is bucketed after the second member).
-            const bool pair = message_plan::opens_pair(prog, p);
+            const bool pair = detail::opens_pair(prog, p);
             if (const auto h = plan.incoming(prog[p])) dst.push_back(h->recv());
             if (pair)
                 if (const auto h = plan.incoming(prog[p + 1])) dst.push_back(h->recv());
@@ -195,7 +190,7 @@ inline schedule lower_rendezvous_safe(const schedule& in, const message_plan& pl
         // ranks in step, so a SEND lands right after its producer whenever the receiver is ready by then.
         if (pc[r] < prog.size()) {
             const std::size_t first = pc[r];
-            const std::size_t last = message_plan::opens_pair(prog, first) ? first + 1 : first;
+            const std::size_t last = detail::opens_pair(prog, first) ? first + 1 : first;
             // Every input the step takes from another rank must have been produced; a pair receives
             // both before it runs (one may be received on this turn and the other on a later one).
             bool waits = false;

@@ -140,8 +140,7 @@ inline void append_json_int(std::string& out, std::int64_t v) {
     const std::size_t R = sch.ranks.size();
     const auto opens_pair = [&](std::size_t r, std::size_t p) {
         const auto& prog = sch.ranks[r];
-        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) &&
-               is_compute(prog[p + 1].kind) && times[r][p].first < times[r][p + 1].second &&
+        return detail::opens_pair(prog, p) && times[r][p].first < times[r][p + 1].second &&
                times[r][p + 1].first < times[r][p].second;
     };
     std::vector<bool> overlap_track(R, false);

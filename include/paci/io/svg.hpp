@@ -276,8 +276,7 @@ public:
             int half = 0;
             if (p == bottom) {
                 half = 2;
-            } else if (a.overlap_next && p + 1 < prog.size() && is_compute(prog[p + 1].kind) &&
-                       s < times[r][p + 1].second && times[r][p + 1].first < e) {
+            } else if (detail::opens_pair(prog, p) && s < times[r][p + 1].second && times[r][p + 1].first < e) {
                 half = 1;
                 bottom = p + 1;
                 ++pairs_drawn;

@@ -163,11 +163,7 @@ struct simulation {
         clock[r] = end;
     };
     // True when the current action of `r` opens an overlapped pair of computes.
-    const auto opens_pair = [&](std::size_t r) {
-        const auto& prog = sch.ranks[r];
-        const std::size_t p = pc[r];
-        return prog[p].overlap_next && p + 1 < prog.size() && is_compute(prog[p].kind) && is_compute(prog[p + 1].kind);
-    };
+    const auto opens_pair = [&](std::size_t r) { return detail::opens_pair(sch.ranks[r], pc[r]); };
 
     bool progress = true;
     while (progress) {
