@@ -12,6 +12,7 @@
 #include <paci/sim/simulate.hpp>
 
 #include "io/json_reader.hpp"
+#include "io/pairs.hpp"
 #include "support/catch.hpp"
 #include "support/lowerings.hpp"
 #include "support/program_text.hpp"
@@ -285,25 +286,14 @@ TEST_CASE("chrome trace: the backward of an overlapped pair runs on its rank's o
 }
 
 TEST_CASE("chrome trace: pair members that run in turn stay on their rank's track", "[unit][io][chrome_trace][pair]") {
-    const paci::schedule s = paci::lower(paci::dualpipe_v{.ranks = 2, .microbatches = 4, .steps = 1}.generate());
-    paci::schedule plain = s;
-    for (auto& prog : plain.ranks)
-        for (paci::action& a : prog) a.overlap_next = false;
+    const paci::schedule s = paci_test::dualpipe_lowered();
+    const paci::schedule plain = paci_test::without_pairs(s);
     // Program-order times run the forward, then the backward: the trace of the same programs unpaired.
     const std::string trace = paci::to_chrome_trace(s);
     CHECK(trace == paci::to_chrome_trace(plain));
     CHECK(trace.find("overlapped") == std::string::npos);
     // So does a hand-given table that moves each pair's backward after its forward.
-    const paci::simulation sim = paci::simulate(s, paci::cost_model{});
-    paci::action_times times(s.ranks.size());
-    for (std::size_t r = 0; r < s.ranks.size(); ++r)
-        for (std::size_t p = 0; p < s.ranks[r].size(); ++p) times[r].emplace_back(sim.times[r][p].start, sim.times[r][p].end);
-    for (std::size_t r = 0; r < s.ranks.size(); ++r)
-        for (std::size_t p = 0; p + 1 < s.ranks[r].size(); ++p)
-            if (s.ranks[r][p].overlap_next) {
-                times[r][p].second = times[r][p].first + 1;
-                times[r][p + 1].first = times[r][p].second;
-            }
+    const paci::action_times times = paci_test::pairs_in_turn(s);
     CHECK(paci::to_chrome_trace(s, times) == paci::to_chrome_trace(plain, times));
 }
 

@@ -12,6 +12,7 @@
 #include <paci/sim/simulate.hpp>
 #include <paci/policy/zero_bubble.hpp>
 
+#include "io/pairs.hpp"
 #include "support/catch.hpp"
 #include "support/lowerings.hpp"
 #include "support/program_text.hpp"
@@ -241,17 +242,8 @@ TEST_CASE("svg: bad options are configuration errors", "[unit][io][svg]") {
 
 namespace {
 
-/// DualPipeV on 2 ranks, 4 micro-batches, lowered: its overlapped pairs are (F; B) of two stages.
-paci::schedule dualpipe_lowered() {
-    return paci::lower(paci::dualpipe_v{.ranks = 2, .microbatches = 4, .steps = 1}.generate());
-}
-
-/// The same programs with every `overlap_next` cleared: no pair left.
-paci::schedule without_pairs(paci::schedule s) {
-    for (auto& prog : s.ranks)
-        for (paci::action& a : prog) a.overlap_next = false;
-    return s;
-}
+using paci_test::dualpipe_lowered;
+using paci_test::without_pairs;
 
 double num(const element& e, const char* attr) { return std::strtod(e.attrs.at(attr).c_str(), nullptr); }
 
@@ -331,16 +323,7 @@ TEST_CASE("svg: pair members that run in turn are drawn as any action", "[unit][
     CHECK(svg.find("pair") == std::string::npos);
     CHECK(svg == paci::to_svg(plain));
     // So does a hand-given table that moves each pair's backward after its forward.
-    const paci::simulation sim = paci::simulate(s, paci::cost_model{});
-    paci::action_times times(s.ranks.size());
-    for (std::size_t r = 0; r < s.ranks.size(); ++r)
-        for (std::size_t p = 0; p < s.ranks[r].size(); ++p) times[r].emplace_back(sim.times[r][p].start, sim.times[r][p].end);
-    for (std::size_t r = 0; r < s.ranks.size(); ++r)
-        for (std::size_t p = 0; p + 1 < s.ranks[r].size(); ++p)
-            if (s.ranks[r][p].overlap_next) {
-                times[r][p].second = times[r][p].first + 1;
-                times[r][p + 1].first = times[r][p].second;
-            }
+    const paci::action_times times = paci_test::pairs_in_turn(s);
     CHECK(paci::to_svg(s, times) == paci::to_svg(plain, times));
     CHECK(paci::to_svg(s, times).find("pair") == std::string::npos);
 }
