@@ -5,10 +5,14 @@
 // and restore() are defined at drained points only; a stage that does not return, null stages and
 // programs the stage cannot run are named errors; the loss scale reaches the last stage.
 
+#include <paci/policy/dualpipe_v.hpp>
 #include <paci/policy/gpipe.hpp>
 #include <paci/policy/interleaved.hpp>
+#include <paci/policy/interleaved_zero_bubble.hpp>
+#include <paci/policy/looped_bfs.hpp>
 #include <paci/policy/one_f_one_b.hpp>
 #include <paci/policy/paci.hpp>
+#include <paci/policy/zb_v.hpp>
 #include <paci/policy/zero_bubble.hpp>
 #include <paci/runtime/executor.hpp>
 #include <paci/runtime/inprocess.hpp>
@@ -119,6 +123,10 @@ TEST_CASE("streaming: k calls of run(a) then drain() run exactly generate() over
     check_streaming(paci::zb_h1{.stages = P, .microbatches = P}, k);
     check_streaming(paci::zb_h2{.stages = P, .microbatches = P}, k);
     check_streaming(paci::interleaved_one_f_one_b{.ranks = P, .chunks = 2, .microbatches = P}, k);
+    check_streaming(paci::looped_bfs{.ranks = P, .chunks = 2, .microbatches = 3}, k);
+    check_streaming(paci::interleaved_zero_bubble{.ranks = P, .chunks = 2, .microbatches = P}, k);
+    check_streaming(paci::zb_v{.ranks = P, .microbatches = 2 * P}, k);
+    check_streaming(paci::dualpipe_v{.ranks = P, .microbatches = 2 * P}, k); // overlapped pairs
 }
 
 TEST_CASE("streaming: PACI's training loop keeps the pipeline full across updates; 1F1B-flush's drains", "[unit][runtime]") {
